@@ -1,0 +1,1 @@
+//! Reference shop on PeakGate. A stub until the reference-shop issue lands.

@@ -1,0 +1,1 @@
+//! Shared helpers for the integration tests: topology bring-up, proxy start-up on free ports.
