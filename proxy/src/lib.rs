@@ -1,1 +1,26 @@
-//! PeakGate library.
+//! PeakGate: a MySQL wire-protocol proxy. This crate does all the I/O; routing decisions live in
+//! `peakgate-router`.
+//!
+//! # Layout
+//! - `protocol/`: packets, handshake, auth, OK/ERR/EOF, prepared-statement packets (no routing).
+//! - `frontend/`: one client session (login, command loop, prepared statements, pinning).
+//! - `backend/`: raw-protocol backend connections and their bb8 pools.
+//! - `execute`: relays one command's answer from a backend to the client.
+//! - `session_state`: the session state replayed on pooled connections.
+//! - `config`, `metrics`, `admin`, `errors`, `server` (listeners and shared state).
+//!
+//! Start reading at `server::Proxy::serve`, then `frontend::serve_client`.
+
+pub mod admin;
+pub mod backend;
+pub mod config;
+pub mod errors;
+pub mod execute;
+pub mod frontend;
+pub mod metrics;
+pub mod protocol;
+pub mod server;
+pub mod session_state;
+
+pub use config::Config;
+pub use server::Proxy;

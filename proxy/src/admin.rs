@@ -1,0 +1,130 @@
+//! HTTP admin listener: `GET /metrics` (Prometheus text), `GET /status` (JSON). A deliberately
+//! small HTTP/1.1 server: one request per connection, bounded request size, no keep-alive.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::debug;
+
+use crate::metrics::{self, METRICS};
+use crate::server::Shared;
+
+/// Serves admin requests until shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    let s = shared.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = handle(stream, &s).await {
+                            debug!(error = %e, "admin request failed");
+                        }
+                    });
+                }
+            }
+            _ = shutdown.changed() => if *shutdown.borrow() { return },
+        }
+    }
+}
+
+async fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let read = async {
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() > 16 * 1024 {
+                break;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    if tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let (code, ctype, body) = match (method, path) {
+        ("GET", "/metrics") => (
+            200,
+            "text/plain; version=0.0.4",
+            metrics::render(&shared.pools.all()),
+        ),
+        ("GET", "/status") => (200, "application/json", status_json(shared)),
+        ("GET", "/") => (
+            200,
+            "text/plain",
+            "PeakGate admin: /metrics, /status\n".to_string(),
+        ),
+        ("GET", _) => (404, "text/plain", "not found\n".to_string()),
+        _ => (405, "text/plain", "method not allowed\n".to_string()),
+    };
+    let reason = match code {
+        200 => "OK",
+        404 => "Not Found",
+        _ => "Method Not Allowed",
+    };
+    let head = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+fn status_json(shared: &Shared) -> String {
+    let cfg = &shared.config;
+    let pools: Vec<_> = shared
+        .pools
+        .all()
+        .iter()
+        .map(|p| {
+            let st = p.inner.state();
+            json!({
+                "instance": &*p.addr,
+                "variant": p.variant,
+                "connections": st.connections,
+                "idle": st.idle_connections,
+                "in_use": st.connections.saturating_sub(st.idle_connections),
+                "max": cfg.backend.pool_size,
+            })
+        })
+        .collect();
+    let shards: Vec<_> = cfg
+        .shards
+        .iter()
+        .map(|s| json!({"name": s.name, "primary": s.primary, "replicas": s.replicas, "reporting": s.reporting}))
+        .collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "server_version": shared.server_version,
+        "uptime_seconds": shared.started.elapsed().as_secs(),
+        "client_connections": METRICS.client_connections.get(),
+        "max_client_connections": cfg.proxy.max_client_connections,
+        "default_shard": cfg.routing.default_shard,
+        "shards": shards,
+        "pools": pools,
+        "statement_cache_entries": shared.classifier.cache_len(),
+    })
+    .to_string()
+}

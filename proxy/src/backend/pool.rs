@@ -1,0 +1,140 @@
+//! bb8 pools of backend connections, one per (instance, client capability variant).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{BackendConn, Error};
+use crate::config::BackendSettings;
+
+/// A pooled connection owned by a session (pinned) or by one statement.
+pub type PooledConn = bb8::PooledConnection<'static, Manager>;
+
+/// Opens backend connections for bb8.
+pub struct Manager {
+    addr: Arc<str>,
+    user: String,
+    password: String,
+    variant: u32,
+    connect_timeout: Duration,
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = BackendConn;
+    type Error = Error;
+
+    async fn connect(&self) -> Result<BackendConn, Error> {
+        let c = BackendConn::connect(
+            self.addr.clone(),
+            &self.user,
+            &self.password,
+            self.variant,
+            self.connect_timeout,
+        )
+        .await;
+        if c.is_ok() {
+            crate::metrics::METRICS.backend_connects.inc();
+        }
+        c
+    }
+
+    async fn is_valid(&self, conn: &mut BackendConn) -> Result<(), Error> {
+        conn.command(&[crate::protocol::constants::COM_PING])
+            .await
+            .map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut BackendConn) -> bool {
+        conn.broken
+    }
+}
+
+/// A pool with what the status page needs to know about it.
+#[derive(Clone)]
+pub struct Pool {
+    pub addr: Arc<str>,
+    pub variant: u32,
+    pub inner: bb8::Pool<Manager>,
+    wait: Duration,
+}
+
+impl Pool {
+    /// A connection from the pool; fails fast if the instance is down.
+    pub async fn get(&self) -> Result<PooledConn, Error> {
+        match self.inner.get_owned().await {
+            Ok(c) => Ok(c),
+            Err(bb8::RunError::User(e)) => Err(e),
+            Err(bb8::RunError::TimedOut) => Err(Error::PoolTimeout {
+                addr: self.addr.to_string(),
+                ms: self.wait.as_millis() as u64,
+            }),
+        }
+    }
+}
+
+/// Every pool of the proxy.
+pub struct Pools {
+    settings: BackendSettings,
+    pools: Mutex<HashMap<(Arc<str>, u32), Pool>>,
+}
+
+impl Pools {
+    pub fn new(settings: BackendSettings) -> Self {
+        Self {
+            settings,
+            pools: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The pool for `addr` and capability variant `variant`, created on first use.
+    pub fn pool(&self, addr: &str, variant: u32) -> Pool {
+        let mut map = self
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(p) = map
+            .iter()
+            .find(|((a, v), _)| &**a == addr && *v == variant)
+            .map(|(_, p)| p.clone())
+        {
+            return p;
+        }
+        let addr: Arc<str> = Arc::from(addr);
+        let wait = Duration::from_millis(self.settings.pool_wait_timeout_ms);
+        let manager = Manager {
+            addr: addr.clone(),
+            user: self.settings.user.clone(),
+            password: self.settings.password.clone(),
+            variant,
+            connect_timeout: Duration::from_millis(self.settings.connect_timeout_ms),
+        };
+        let inner = bb8::Pool::builder()
+            .max_size(self.settings.pool_size)
+            .min_idle(None)
+            .test_on_check_out(false)
+            .retry_connection(false)
+            .connection_timeout(wait)
+            .idle_timeout(Some(Duration::from_millis(self.settings.idle_timeout_ms)))
+            .max_lifetime(None)
+            .build_unchecked(manager);
+        let pool = Pool {
+            addr: addr.clone(),
+            variant,
+            inner,
+            wait,
+        };
+        map.insert((addr, variant), pool.clone());
+        pool
+    }
+
+    /// A snapshot of all pools (for metrics and status).
+    pub fn all(&self) -> Vec<Pool> {
+        let map = self
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut v: Vec<Pool> = map.values().cloned().collect();
+        v.sort_by(|a, b| (&*a.addr, a.variant).cmp(&(&*b.addr, b.variant)));
+        v
+    }
+}

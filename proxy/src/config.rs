@@ -1,0 +1,396 @@
+//! `peakgate.toml`: listeners, users, backend credentials, shards and their instances. Loading and
+//! validation; every error names the key path and, where it can, the line.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::protocol::auth::{NativeHash, parse_native_hash};
+
+/// Configuration errors. Each names what is wrong and where.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(String),
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+/// The whole proxy configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the proxy listens.
+    pub listen: Listen,
+    /// Client-facing limits.
+    #[serde(default)]
+    pub proxy: ProxySettings,
+    /// How the proxy logs in to the backends.
+    pub backend: BackendSettings,
+    /// Client accounts; clients log in with these, never with backend credentials.
+    pub users: Vec<User>,
+    /// TLS for client connections (optional).
+    #[serde(default)]
+    pub tls: Option<Tls>,
+    /// Routing rules.
+    pub routing: Routing,
+    /// Shards, each a primary with its replicas.
+    pub shards: Vec<Shard>,
+    /// The dedicated instance for flash-sale rows (used by the hotspot feature).
+    #[serde(default)]
+    pub hotspot: Option<Hotspot>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// MySQL protocol listener, e.g. "127.0.0.1:6033".
+    pub mysql: String,
+    /// HTTP admin listener (/metrics, /status), e.g. "127.0.0.1:6080". None disables it.
+    #[serde(default)]
+    pub admin: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySettings {
+    /// Client connections beyond this get ERR 1040 at once.
+    #[serde(default = "default_max_clients")]
+    pub max_client_connections: usize,
+    /// Largest client packet (bytes, after joining split packets); larger ones get ERR 1153.
+    #[serde(default = "default_max_packet")]
+    pub max_allowed_packet: usize,
+    /// Version string announced to clients; by default the default primary's own, with "-PeakGate".
+    #[serde(default)]
+    pub server_version: Option<String>,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            max_client_connections: default_max_clients(),
+            max_allowed_packet: default_max_packet(),
+            server_version: None,
+        }
+    }
+}
+
+fn default_max_clients() -> usize {
+    4096
+}
+fn default_max_packet() -> usize {
+    64 << 20
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSettings {
+    /// Backend account (needs its own explicit privileges; see docs/configuration.md).
+    pub user: String,
+    /// Backend password. The proxy must know it to answer the servers' scrambles.
+    pub password: String,
+    /// Most backend connections per instance and client capability variant.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// TCP connect + login timeout.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// How long a statement waits for a free pooled connection before ERR 1040.
+    #[serde(default = "default_pool_wait")]
+    pub pool_wait_timeout_ms: u64,
+    /// Idle pooled connections are closed after this long.
+    #[serde(default = "default_idle")]
+    pub idle_timeout_ms: u64,
+}
+
+fn default_pool_size() -> u32 {
+    32
+}
+fn default_connect_timeout() -> u64 {
+    2000
+}
+fn default_pool_wait() -> u64 {
+    10_000
+}
+fn default_idle() -> u64 {
+    600_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Login name.
+    pub name: String,
+    /// `PASSWORD('...')` output: "*" + 40 hex digits of SHA1(SHA1(password)). Never plaintext.
+    pub password_sha1: String,
+    /// Refuse this user unless the connection is TLS.
+    #[serde(default)]
+    pub require_tls: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain.
+    pub cert: String,
+    /// PEM private key.
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    /// The shard that takes every statement not routed elsewhere.
+    pub default_shard: String,
+    /// What to do with SQL the parser rejects: send it to the default primary, or refuse it.
+    #[serde(default)]
+    pub unparseable: Unparseable,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Unparseable {
+    /// Forward to the default shard's primary (counted in `peakgate_unparseable_statements_total`).
+    #[default]
+    Primary,
+    /// Refuse with ERR 1064.
+    Reject,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shard {
+    /// Shard name, e.g. "s0".
+    pub name: String,
+    /// The primary's address.
+    pub primary: String,
+    /// Replicas serving normal reads.
+    #[serde(default)]
+    pub replicas: Vec<String>,
+    /// Replicas serving only reporting reads.
+    #[serde(default)]
+    pub reporting: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hotspot {
+    /// Address of the dedicated hot-row instance.
+    pub instance: String,
+}
+
+/// A user with the parsed hash.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub name: String,
+    pub hash: NativeHash,
+    pub require_tls: bool,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let cfg: Config = toml::from_str(text).map_err(|e| Error::Parse(e.to_string()))?;
+        cfg.validate(text)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, text: &str) -> Result<(), Error> {
+        let mut errs = Vec::new();
+        let at = |needle: &str| {
+            line_of(text, needle)
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default()
+        };
+        for (key, addr) in [
+            ("listen.mysql", Some(&self.listen.mysql)),
+            ("listen.admin", self.listen.admin.as_ref()),
+        ] {
+            if let Some(a) = addr
+                && a.parse::<SocketAddr>().is_err()
+            {
+                errs.push(format!("{key}: \"{a}\" is not an ip:port address{}", at(a)));
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            if parse_native_hash(&u.password_sha1).is_none() {
+                errs.push(format!(
+                    "users[{i}].password_sha1: expected \"*\" and 40 hex digits (SELECT PASSWORD('...')){}",
+                    at(&u.password_sha1)
+                ));
+            }
+            if !names.insert(u.name.as_str()) {
+                errs.push(format!(
+                    "users[{i}].name: duplicate user \"{}\"{}",
+                    u.name,
+                    at(&u.name)
+                ));
+            }
+        }
+        if self.users.is_empty() {
+            errs.push("users: at least one [[users]] entry is needed".into());
+        }
+        let mut shard_names = HashSet::new();
+        for (i, s) in self.shards.iter().enumerate() {
+            if !shard_names.insert(s.name.as_str()) {
+                errs.push(format!(
+                    "shards[{i}].name: duplicate shard \"{}\"{}",
+                    s.name,
+                    at(&s.name)
+                ));
+            }
+            let addrs = std::iter::once(("primary", &s.primary))
+                .chain(s.replicas.iter().map(|a| ("replicas", a)))
+                .chain(s.reporting.iter().map(|a| ("reporting", a)));
+            for (key, a) in addrs {
+                if a.parse::<SocketAddr>().is_err() {
+                    errs.push(format!(
+                        "shards[{i}].{key}: \"{a}\" is not an ip:port address{}",
+                        at(a)
+                    ));
+                }
+            }
+        }
+        if !shard_names.contains(self.routing.default_shard.as_str()) {
+            errs.push(format!(
+                "routing.default_shard: shard \"{}\" is not defined in [[shards]]{}",
+                self.routing.default_shard,
+                at(&self.routing.default_shard)
+            ));
+        }
+        if let Some(h) = &self.hotspot
+            && h.instance.parse::<SocketAddr>().is_err()
+        {
+            errs.push(format!(
+                "hotspot.instance: \"{}\" is not an ip:port address{}",
+                h.instance,
+                at(&h.instance)
+            ));
+        }
+        if self.backend.pool_size == 0 {
+            errs.push("backend.pool_size: must be at least 1".into());
+        }
+        if let Some(t) = &self.tls {
+            for (key, p) in [("tls.cert", &t.cert), ("tls.key", &t.key)] {
+                if !Path::new(p).exists() {
+                    errs.push(format!("{key}: file \"{p}\" does not exist{}", at(p)));
+                }
+            }
+        }
+        if self.tls.is_none()
+            && let Some(u) = self.users.iter().find(|u| u.require_tls)
+        {
+            errs.push(format!(
+                "users: \"{}\" has require_tls but no [tls] is configured",
+                u.name
+            ));
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(errs))
+        }
+    }
+
+    /// The accounts with parsed hashes (validation already checked them).
+    pub fn accounts(&self) -> Vec<Account> {
+        self.users
+            .iter()
+            .filter_map(|u| {
+                Some(Account {
+                    name: u.name.clone(),
+                    hash: parse_native_hash(&u.password_sha1)?,
+                    require_tls: u.require_tls,
+                })
+            })
+            .collect()
+    }
+
+    /// The default shard's primary address.
+    pub fn default_primary(&self) -> &str {
+        self.shards
+            .iter()
+            .find(|s| s.name == self.routing.default_shard)
+            .map_or(self.shards[0].primary.as_str(), |s| s.primary.as_str())
+    }
+}
+
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[listen]
+mysql = "127.0.0.1:6033"
+admin = "127.0.0.1:6080"
+
+[backend]
+user = "peakgate"
+password = "peakgate"
+
+[[users]]
+name = "shop"
+password_sha1 = "*6BB4837EB74329105EE4568DDA7DC67ED2CA2AD9"
+
+[routing]
+default_shard = "s0"
+
+[[shards]]
+name = "s0"
+primary = "127.0.0.1:3311"
+replicas = ["127.0.0.1:3312"]
+"#;
+
+    #[test]
+    fn good_config_parses() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.default_primary(), "127.0.0.1:3311");
+        assert_eq!(c.backend.pool_size, 32);
+        assert_eq!(c.accounts().len(), 1);
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_line() {
+        let bad = GOOD.replace("[backend]", "[backend]\npool = 3");
+        let e = Config::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("unknown field `pool`"), "{e}");
+        assert!(e.contains("line 7"), "{e}");
+    }
+
+    #[test]
+    fn validation_names_key_and_line() {
+        let bad = GOOD
+            .replace("default_shard = \"s0\"", "default_shard = \"s9\"")
+            .replace("*6BB4", "6BB4");
+        let e = Config::parse(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "routing.default_shard: shard \"s9\" is not defined in [[shards]] (line 15)"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("users[0].password_sha1"), "{e}");
+    }
+}

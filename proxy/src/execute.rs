@@ -1,0 +1,265 @@
+//! Runs one client command on one backend connection and streams the answer back: packets are
+//! forwarded as they arrive (no per-row decoding), buffered and flushed in large writes; only the
+//! packets that end a result are decoded, for status flags, warnings, insert id and session state.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::backend::BackendConn;
+use crate::protocol::codec::Reader;
+use crate::protocol::constants::*;
+use crate::protocol::response::{encode_ok, parse_eof, parse_err, parse_ok, state_changes};
+use crate::protocol::{self, Framed};
+use crate::session_state::SessionState;
+
+/// The shape of answer a command gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerKind {
+    /// OK, ERR, or one or more result sets (COM_QUERY, COM_STMT_EXECUTE, COM_INIT_DB).
+    Results,
+    /// Column definitions until EOF (COM_FIELD_LIST).
+    FieldList,
+    /// One raw string packet (COM_STATISTICS).
+    Single,
+    /// Rows until EOF (COM_STMT_FETCH).
+    Rows,
+}
+
+/// What a relayed answer told the proxy.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// Status flags of the last OK/EOF.
+    pub status: u16,
+    /// Whether any OK/EOF was seen (an ERR alone carries no status flags).
+    pub status_known: bool,
+    pub warnings: u16,
+    /// The last non-zero insert id reported.
+    pub last_insert_id: Option<u64>,
+    /// The server's error code, if the command failed.
+    pub error: Option<u16>,
+    /// The client stopped reading (write failed); the backend connection was abandoned mid-answer.
+    pub client_gone: bool,
+}
+
+/// A failure of the backend while relaying; `next_seq` is where an ERR to the client continues.
+#[derive(Debug)]
+pub struct RelayError {
+    pub source: crate::backend::Error,
+    pub next_seq: u8,
+}
+
+enum Phase {
+    First,
+    Columns(u64),
+    ColumnsEof,
+    Rows,
+    FieldList,
+}
+
+/// Flush to the client once this much is queued, so big results stream in bounded memory.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// Relays the answer to a command already sent on `conn`. Session-state changes the server
+/// reports are applied to both `conn.state` and the client's `want` state.
+pub async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut BackendConn,
+    client: &mut Framed<C>,
+    client_caps: u32,
+    kind: AnswerKind,
+    want: &mut SessionState,
+) -> Result<Outcome, RelayError> {
+    let mut out = Outcome::default();
+    let mut phase = match kind {
+        AnswerKind::Results | AnswerKind::Single => Phase::First,
+        AnswerKind::FieldList => Phase::FieldList,
+        AnswerKind::Rows => Phase::Rows,
+    };
+    let deprecate_eof = conn.caps & CLIENT_DEPRECATE_EOF != 0;
+    let mut continuation = false;
+    let mut next_seq = 1u8;
+    let mut rewritten = Vec::new();
+    loop {
+        if let Err(e) = conn.framed.fill(4).await {
+            return Err(fail(conn, e, next_seq));
+        }
+        let b = conn.framed.buffered();
+        let len = usize::from(b[0]) | usize::from(b[1]) << 8 | usize::from(b[2]) << 16;
+        next_seq = b[3].wrapping_add(1);
+        if let Err(e) = conn.framed.fill(4 + len).await {
+            return Err(fail(conn, e, next_seq));
+        }
+        let frame = &conn.framed.buffered()[..4 + len];
+        let payload = &frame[4..];
+        let was_continuation = continuation;
+        continuation = len == MAX_PAYLOAD;
+        let mut done = false;
+        let mut forward_as_is = true;
+        if !was_continuation {
+            let first = payload.first().copied();
+            match phase {
+                _ if kind == AnswerKind::Single => done = true,
+                Phase::First => match first {
+                    Some(0x00) => {
+                        let more =
+                            match handle_ok(conn.caps, payload, want, &mut conn.state, &mut out) {
+                                Ok(v) => v,
+                                Err(e) => return Err(fail(conn, e, next_seq)),
+                            };
+                        if client_caps & CLIENT_SESSION_TRACK == 0 {
+                            rewrite_ok(conn.caps, client_caps, payload, frame[3], &mut rewritten);
+                            forward_as_is = false;
+                        }
+                        done = !more;
+                    }
+                    Some(0xff) => {
+                        out.error = parse_err(payload).ok().map(|e| e.code);
+                        done = true;
+                    }
+                    Some(0xfb) => {
+                        conn.broken = true;
+                        return Err(RelayError {
+                            source: crate::backend::Error::Protocol {
+                                addr: conn.addr.to_string(),
+                                source: protocol::Error::Malformed(
+                                    "LOAD DATA LOCAL INFILE is not supported",
+                                ),
+                            },
+                            next_seq: frame[3],
+                        });
+                    }
+                    _ => {
+                        let n = Reader::new(payload).lenenc_int().unwrap_or(0);
+                        phase = if n == 0 {
+                            Phase::Rows
+                        } else {
+                            Phase::Columns(n)
+                        };
+                    }
+                },
+                Phase::Columns(n) => {
+                    phase = if n > 1 {
+                        Phase::Columns(n - 1)
+                    } else if deprecate_eof {
+                        Phase::Rows
+                    } else {
+                        Phase::ColumnsEof
+                    };
+                }
+                Phase::ColumnsEof => phase = Phase::Rows,
+                Phase::Rows | Phase::FieldList => match first {
+                    Some(0xfe) if len < MAX_PAYLOAD => {
+                        let more = if deprecate_eof {
+                            let more = match handle_ok(
+                                conn.caps,
+                                payload,
+                                want,
+                                &mut conn.state,
+                                &mut out,
+                            ) {
+                                Ok(v) => v,
+                                Err(e) => return Err(fail(conn, e, next_seq)),
+                            };
+                            if client_caps & CLIENT_SESSION_TRACK == 0 {
+                                rewrite_ok(
+                                    conn.caps,
+                                    client_caps,
+                                    payload,
+                                    frame[3],
+                                    &mut rewritten,
+                                );
+                                forward_as_is = false;
+                            }
+                            more
+                        } else {
+                            let (w, s) = parse_eof(payload).unwrap_or((0, 0));
+                            out.warnings = w;
+                            out.status = s;
+                            out.status_known = true;
+                            s & SERVER_MORE_RESULTS_EXISTS != 0
+                        };
+                        if more && matches!(phase, Phase::Rows) && kind == AnswerKind::Results {
+                            phase = Phase::First;
+                        } else {
+                            done = true;
+                        }
+                    }
+                    Some(0xff) => {
+                        out.error = parse_err(payload).ok().map(|e| e.code);
+                        done = true;
+                    }
+                    _ => {}
+                },
+            }
+        }
+        if !out.client_gone {
+            if forward_as_is {
+                client.write_raw(frame);
+            } else {
+                client.write_raw(&rewritten);
+            }
+        }
+        conn.framed.consume(4 + len);
+        if (done && !continuation) || client.pending_write() >= FLUSH_AT {
+            if !out.client_gone && client.flush().await.is_err() {
+                out.client_gone = true;
+            }
+            if out.client_gone {
+                // Nobody reads the rest: abandon the connection (the server rolls back its session).
+                conn.broken = true;
+                return Ok(out);
+            }
+        }
+        if done && !continuation {
+            return Ok(out);
+        }
+    }
+}
+
+fn fail(conn: &mut BackendConn, e: protocol::Error, next_seq: u8) -> RelayError {
+    conn.broken = true;
+    RelayError {
+        source: crate::backend::Error::Protocol {
+            addr: conn.addr.to_string(),
+            source: e,
+        },
+        next_seq,
+    }
+}
+
+/// Applies an OK packet; returns whether more results follow.
+fn handle_ok(
+    caps: u32,
+    payload: &[u8],
+    want: &mut SessionState,
+    have: &mut SessionState,
+    out: &mut Outcome,
+) -> Result<bool, protocol::Error> {
+    let ok = parse_ok(payload, caps)?;
+    out.status = ok.status;
+    out.status_known = true;
+    out.warnings = ok.warnings;
+    if ok.last_insert_id != 0 {
+        out.last_insert_id = Some(ok.last_insert_id);
+    }
+    if !ok.session_state.is_empty() {
+        let ch = state_changes(ok.session_state)?;
+        want.apply(&ch);
+        have.apply(&ch);
+    }
+    Ok(ok.status & SERVER_MORE_RESULTS_EXISTS != 0)
+}
+
+/// Re-encodes an OK for a client without session tracking, as one framed packet.
+fn rewrite_ok(backend_caps: u32, client_caps: u32, payload: &[u8], seq: u8, out: &mut Vec<u8>) {
+    out.clear();
+    let Ok(ok) = parse_ok(payload, backend_caps) else {
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes()[..3]);
+        out.push(seq);
+        out.extend_from_slice(payload);
+        return;
+    };
+    let mut body = Vec::with_capacity(payload.len());
+    encode_ok(&mut body, payload[0], &ok, client_caps);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes()[..3]);
+    out.push(seq);
+    out.extend_from_slice(&body);
+}

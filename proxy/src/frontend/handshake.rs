@@ -1,0 +1,318 @@
+//! Login: greeting, handshake response, `mysql_native_password` check (clients opening with
+//! another plugin get an auth switch), database selection; and COM_CHANGE_USER.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::net::TcpStream;
+use tracing::{debug, info};
+
+use super::{Next, Pins, Session};
+use crate::config::Account;
+use crate::errors::{ClientError, from_backend};
+use crate::metrics::METRICS;
+use crate::protocol::auth::{NATIVE_PASSWORD, verify_native};
+use crate::protocol::constants::*;
+use crate::protocol::handshake::{
+    ChangeUser, Greeting, HandshakeResponse, encode_auth_switch, is_ssl_request,
+};
+use crate::protocol::response::encode_err;
+use crate::protocol::{self, Framed};
+use crate::server::Shared;
+use crate::session_state::SessionState;
+
+/// How long a client may take to log in.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) async fn login(
+    shared: Arc<Shared>,
+    mut client: Framed<TcpStream>,
+    peer: SocketAddr,
+    conn_id: u32,
+) -> Option<Session> {
+    match tokio::time::timeout(
+        LOGIN_TIMEOUT,
+        login_inner(shared, &mut client, peer, conn_id),
+    )
+    .await
+    {
+        Ok(Ok(Some(parts))) => Some(parts.into_session(client)),
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            debug!(error = %e, "login failed");
+            None
+        }
+        Err(_) => {
+            METRICS.error(1043);
+            client.write_packet(
+                0,
+                &encode_err(1043, "08S01", "Bad handshake: login timed out"),
+            );
+            let _ = client.flush().await;
+            None
+        }
+    }
+}
+
+/// Everything a session needs except the client stream (which the caller still owns).
+struct LoggedIn {
+    shared: Arc<Shared>,
+    conn_id: u32,
+    peer: SocketAddr,
+    user: String,
+    caps: u32,
+    scramble: [u8; 20],
+    state: SessionState,
+    initial_state: SessionState,
+}
+
+impl LoggedIn {
+    fn into_session(self, client: Framed<TcpStream>) -> Session {
+        let pool = self.shared.pools.pool(
+            self.shared.default_primary(),
+            self.caps & VARIANT_CAPABILITIES,
+        );
+        Session {
+            pool,
+            client,
+            conn_id: self.conn_id,
+            peer: self.peer,
+            user: self.user,
+            caps: self.caps,
+            scramble: self.scramble,
+            state: self.state,
+            initial_state: self.initial_state,
+            multi_statements: self.caps & CLIENT_MULTI_STATEMENTS != 0,
+            pinned: None,
+            pins: Pins::default(),
+            stmts: HashMap::new(),
+            next_stmt_id: 1,
+            shared: self.shared,
+        }
+    }
+}
+
+/// A printable scramble without NUL bytes (some clients treat the scramble as a C string).
+fn new_scramble() -> [u8; 20] {
+    let mut rng = rand::rng();
+    let mut s = [0u8; 20];
+    for b in &mut s {
+        *b = rng.random_range(0x21u8..0x7f);
+    }
+    s
+}
+
+async fn login_inner(
+    shared: Arc<Shared>,
+    client: &mut Framed<TcpStream>,
+    peer: SocketAddr,
+    conn_id: u32,
+) -> Result<Option<LoggedIn>, protocol::Error> {
+    let scramble = new_scramble();
+    let greeting = Greeting {
+        server_version: shared.server_version.clone(),
+        connection_id: conn_id,
+        scramble: scramble.to_vec(),
+        capabilities: PROXY_CAPABILITIES,
+        collation: DEFAULT_COLLATION,
+        status: SERVER_STATUS_AUTOCOMMIT,
+        auth_plugin: NATIVE_PASSWORD.into(),
+    };
+    client.write_packet(0, &greeting.encode());
+    client.flush().await?;
+    let (seq, payload) = match client.read_packet(Some(1), 1 << 16).await {
+        Ok(p) => p,
+        Err(e @ (protocol::Error::Closed | protocol::Error::Io(_))) => return Err(e),
+        Err(e) => {
+            refuse(client, 2, 1043, "08S01", &format!("Bad handshake: {e}")).await;
+            return Ok(None);
+        }
+    };
+    let mut next = seq.wrapping_add(1);
+    if is_ssl_request(&payload) {
+        refuse(
+            client,
+            next,
+            1043,
+            "08S01",
+            "Bad handshake: TLS is not configured on this PeakGate listener",
+        )
+        .await;
+        return Ok(None);
+    }
+    let resp = match HandshakeResponse::parse(&payload) {
+        Ok(r) => r,
+        Err(e) => {
+            refuse(client, next, 1043, "08S01", &format!("Bad handshake: {e}")).await;
+            return Ok(None);
+        }
+    };
+    let user = String::from_utf8_lossy(&resp.user).into_owned();
+    let account = shared.accounts.iter().find(|a| a.name == user).cloned();
+    let mut answer = resp.auth_response.clone();
+    let plugin = resp.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD);
+    if plugin != NATIVE_PASSWORD && resp.capabilities & CLIENT_PLUGIN_AUTH != 0 {
+        // e.g. caching_sha2_password from MySQL 8 clients: ask for mysql_native_password instead.
+        let mut data = scramble.to_vec();
+        client.write_packet(next, &encode_auth_switch(NATIVE_PASSWORD, &data));
+        client.flush().await?;
+        let (s, p) = client
+            .read_packet(Some(next.wrapping_add(1)), 1 << 16)
+            .await?;
+        next = s.wrapping_add(1);
+        answer = p.to_vec();
+        data.clear();
+    }
+    let caps = resp.capabilities & PROXY_CAPABILITIES;
+    if !check_password(account.as_ref(), &scramble, &answer) {
+        let using = if answer.is_empty() { "NO" } else { "YES" };
+        let msg = format!(
+            "Access denied for user '{user}'@'{}' (using password: {using})",
+            peer.ip()
+        );
+        info!(user, "access denied");
+        refuse(client, next, 1045, "28000", &msg).await;
+        return Ok(None);
+    }
+    let mut state = SessionState::default();
+    if resp.collation != DEFAULT_COLLATION && resp.collation != 0 {
+        // The handshake's collation is session state like any other: replay it.
+        let id = resp.collation.to_string();
+        for v in [
+            "character_set_client",
+            "character_set_results",
+            "collation_connection",
+        ] {
+            state.sysvars.insert(v.into(), id.clone());
+        }
+    }
+    let initial_state = state.clone();
+    if let Some(db) = &resp.database {
+        state.schema = Some(String::from_utf8_lossy(db).into_owned());
+    }
+    let mut parts = LoggedIn {
+        shared,
+        conn_id,
+        peer,
+        user,
+        caps,
+        scramble,
+        state,
+        initial_state,
+    };
+    if parts.state.schema.is_some() {
+        // Check the database exists now, as a server would at login.
+        let pool = parts
+            .shared
+            .pools
+            .pool(parts.shared.default_primary(), caps & VARIANT_CAPABILITIES);
+        let checked = match pool.get().await {
+            Ok(mut c) => c.sync_to(&parts.state).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
+            let (code, state, msg) = from_backend(&e);
+            METRICS.error(code);
+            client.write_packet(next, &encode_err(code, &state, &msg));
+            let _ = client.flush().await;
+            return Ok(None);
+        }
+    }
+    let ok = crate::protocol::response::simple_ok(SERVER_STATUS_AUTOCOMMIT, caps);
+    client.write_packet(next, &ok);
+    client.flush().await?;
+    parts.caps = caps;
+    Ok(Some(parts))
+}
+
+fn check_password(account: Option<&Account>, scramble: &[u8], answer: &[u8]) -> bool {
+    match account {
+        Some(a) => verify_native(&a.hash, scramble, answer),
+        None => false,
+    }
+}
+
+async fn refuse(client: &mut Framed<TcpStream>, seq: u8, code: u16, state: &str, msg: &str) {
+    METRICS.error(code);
+    client.write_packet(seq, &encode_err(code, state, msg));
+    let _ = client.flush().await;
+}
+
+/// COM_CHANGE_USER: log in again as another user on the same connection; the session starts over.
+pub(super) async fn change_user(
+    s: &mut Session,
+    seq: u8,
+    body: &[u8],
+) -> Result<Next, protocol::Error> {
+    let req = match ChangeUser::parse(body, s.caps) {
+        Ok(r) => r,
+        Err(e) => {
+            let ce = ClientError::new(1043, "08S01", format!("Bad handshake: COM_CHANGE_USER {e}"));
+            s.send_error(seq, &ce).await;
+            return Ok(Next::Close);
+        }
+    };
+    let user = String::from_utf8_lossy(&req.user).into_owned();
+    let account = s.shared.accounts.iter().find(|a| a.name == user).cloned();
+    let mut next = seq;
+    let mut answer = req.auth_response.clone();
+    let plugin = req.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD);
+    if plugin != NATIVE_PASSWORD || !check_password(account.as_ref(), &s.scramble, &answer) {
+        // Ask again with a fresh scramble, as servers do after COM_CHANGE_USER.
+        s.scramble = new_scramble();
+        s.client
+            .write_packet(next, &encode_auth_switch(NATIVE_PASSWORD, &s.scramble));
+        s.client.flush().await?;
+        let (sq, p) = s
+            .client
+            .read_packet(Some(next.wrapping_add(1)), 1 << 16)
+            .await?;
+        next = sq.wrapping_add(1);
+        answer = p.to_vec();
+    }
+    if !check_password(account.as_ref(), &s.scramble, &answer) {
+        let msg = format!(
+            "Access denied for user '{user}'@'{}' (using password: YES)",
+            s.peer.ip()
+        );
+        s.send_error(next, &ClientError::new(1045, "28000", msg))
+            .await;
+        return Ok(Next::Close);
+    }
+    s.reset_session(false).await;
+    s.user = user;
+    if let Some(c) = req.collation
+        && c != DEFAULT_COLLATION
+        && c != 0
+    {
+        let id = c.to_string();
+        for v in [
+            "character_set_client",
+            "character_set_results",
+            "collation_connection",
+        ] {
+            s.initial_state.sysvars.insert(v.into(), id.clone());
+            s.state.sysvars.insert(v.into(), id.clone());
+        }
+    }
+    s.state.schema = req
+        .database
+        .map(|d| String::from_utf8_lossy(&d).into_owned());
+    if s.state.schema.is_some() {
+        let checked = match s.pool.get().await {
+            Ok(mut c) => c.sync_to(&s.state).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
+            let (code, state, msg) = from_backend(&e);
+            s.state.schema = None;
+            s.send_error_raw(next, code, &state, &msg).await?;
+            return Ok(Next::Continue);
+        }
+    }
+    s.send_ok(next).await?;
+    Ok(Next::Continue)
+}

@@ -1,0 +1,294 @@
+//! One client session: handshake and login, then the command loop (a state machine over the
+//! commands below). Start reading at `serve_client`.
+//!
+//! Backend connection ownership (multiplexing): a session holds a backend connection only while
+//! something connection-bound is alive (`Pins`): an open transaction, temporary tables, user
+//! locks, LOCK TABLES, server-side named prepares, cursors, or the statement right after one whose
+//! result depends on the connection (warnings, SQL_CALC_FOUND_ROWS, SET TRANSACTION). Otherwise the
+//! connection goes back to the pool after every statement, and the next one replays the session
+//! state (database, variables, LAST_INSERT_ID) onto whatever connection it gets.
+
+mod handshake;
+mod prepared;
+mod query;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpStream;
+use tracing::{debug, warn};
+
+use crate::backend::PooledConn;
+use crate::backend::pool::Pool;
+use crate::errors::{ClientError, from_protocol};
+use crate::metrics::METRICS;
+use crate::protocol::constants::*;
+use crate::protocol::response::{OkPacket, encode_eof, encode_err, encode_ok, simple_ok};
+use crate::protocol::{self, Framed};
+use crate::server::Shared;
+use crate::session_state::SessionState;
+
+pub use prepared::ProxyStmt;
+
+/// Reasons the session keeps its backend connection.
+#[derive(Debug, Default, Clone)]
+pub struct Pins {
+    /// The server reports an open transaction (SERVER_STATUS_IN_TRANS).
+    pub in_txn: bool,
+    /// Temporary tables created and not yet dropped.
+    pub temp_tables: u32,
+    /// GET_LOCK calls not yet released.
+    pub locks: u32,
+    /// LOCK TABLES in effect.
+    pub lock_tables: bool,
+    /// State the proxy cannot move: SQL-level PREPARE, HANDLER, XA, open cursors.
+    pub sticky: bool,
+    /// Keep for the next statement only (SHOW WARNINGS, FOUND_ROWS(), SET TRANSACTION).
+    pub one_shot: bool,
+}
+
+impl Pins {
+    pub fn holds(&self) -> bool {
+        self.in_txn
+            || self.temp_tables > 0
+            || self.locks > 0
+            || self.lock_tables
+            || self.sticky
+            || self.one_shot
+    }
+
+    /// Whether a connection given up in this state must be reset before anyone else uses it.
+    pub fn needs_reset(&self) -> bool {
+        self.in_txn || self.temp_tables > 0 || self.locks > 0 || self.lock_tables || self.sticky
+    }
+}
+
+pub struct Session {
+    shared: Arc<Shared>,
+    client: Framed<TcpStream>,
+    conn_id: u32,
+    peer: SocketAddr,
+    user: String,
+    caps: u32,
+    scramble: [u8; 20],
+    pool: Pool,
+    state: SessionState,
+    /// State right after login (charset from the handshake), restored by COM_RESET_CONNECTION.
+    initial_state: SessionState,
+    multi_statements: bool,
+    pinned: Option<PooledConn>,
+    pins: Pins,
+    stmts: HashMap<u32, ProxyStmt>,
+    next_stmt_id: u32,
+}
+
+/// Serves one client connection to its end. Never panics on input; a broken client only loses
+/// its own connection.
+pub async fn serve_client(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, conn_id: u32) {
+    let client = Framed::new(stream);
+    let Some(mut session) = handshake::login(shared, client, peer, conn_id).await else {
+        return;
+    };
+    tracing::Span::current().record("user", session.user.as_str());
+    debug!("logged in");
+    session.run().await;
+    session.close().await;
+}
+
+/// What the loop does after a command.
+enum Next {
+    Continue,
+    Close,
+}
+
+impl Session {
+    async fn run(&mut self) {
+        let max = self.shared.config.proxy.max_allowed_packet;
+        loop {
+            self.client.shrink();
+            let (seq, payload) = match self.client.read_packet(Some(0), max).await {
+                Ok(p) => p,
+                Err(protocol::Error::Closed) => return,
+                Err(protocol::Error::Io(e)) => {
+                    debug!(error = %e, "client read failed");
+                    return;
+                }
+                Err(e) => {
+                    let ce = from_protocol(&e);
+                    warn!(error = %e, "closing client on bad input");
+                    self.send_error(2, &ce).await;
+                    return;
+                }
+            };
+            let started = Instant::now();
+            let next = match self.dispatch(seq, &payload).await {
+                Ok(n) => n,
+                Err(_) => return,
+            };
+            METRICS
+                .latency
+                .observe_us(started.elapsed().as_micros() as u64);
+            if let Next::Close = next {
+                return;
+            }
+        }
+    }
+
+    /// Handles one command. `Err` means the client is gone.
+    async fn dispatch(&mut self, seq: u8, payload: &[u8]) -> Result<Next, protocol::Error> {
+        let reply_seq = seq.wrapping_add(1);
+        let Some(&cmd) = payload.first() else {
+            self.send_error(
+                reply_seq,
+                &ClientError::new(1047, "08S01", "Unknown command: empty packet"),
+            )
+            .await;
+            return Ok(Next::Continue);
+        };
+        match cmd {
+            COM_QUIT => return Ok(Next::Close),
+            COM_PING => self.send_ok(reply_seq).await?,
+            COM_QUERY => self.com_query(reply_seq, payload).await?,
+            COM_INIT_DB => {
+                self.forward_simple(reply_seq, payload, crate::execute::AnswerKind::Results)
+                    .await?
+            }
+            COM_FIELD_LIST => {
+                self.forward_simple(reply_seq, payload, crate::execute::AnswerKind::FieldList)
+                    .await?
+            }
+            COM_STATISTICS => {
+                self.forward_simple(reply_seq, payload, crate::execute::AnswerKind::Single)
+                    .await?
+            }
+            COM_SET_OPTION => self.com_set_option(reply_seq, payload).await?,
+            COM_RESET_CONNECTION => {
+                self.reset_session(true).await;
+                self.send_ok(reply_seq).await?;
+            }
+            COM_CHANGE_USER => return handshake::change_user(self, reply_seq, &payload[1..]).await,
+            COM_STMT_PREPARE => self.stmt_prepare(reply_seq, payload).await?,
+            COM_STMT_EXECUTE => self.stmt_execute(reply_seq, payload).await?,
+            COM_STMT_SEND_LONG_DATA => self.stmt_send_long_data(payload).await,
+            COM_STMT_CLOSE => self.stmt_close(payload),
+            COM_STMT_RESET => self.stmt_reset(reply_seq, payload).await?,
+            COM_STMT_FETCH => self.stmt_fetch(reply_seq, payload).await?,
+            COM_PROCESS_KILL => {
+                let e = ClientError::new(
+                    1235,
+                    "42000",
+                    "COM_PROCESS_KILL is not supported through PeakGate: thread ids are the proxy's, not the server's",
+                );
+                self.send_error(reply_seq, &e).await;
+            }
+            other => {
+                let e = ClientError::new(1047, "08S01", format!("Unknown command 0x{other:02x}"));
+                self.send_error(reply_seq, &e).await;
+            }
+        }
+        Ok(Next::Continue)
+    }
+
+    async fn com_set_option(&mut self, seq: u8, payload: &[u8]) -> Result<(), protocol::Error> {
+        match payload.get(1..3).map(|b| u16::from_le_bytes([b[0], b[1]])) {
+            Some(0) => self.multi_statements = true,
+            Some(1) => self.multi_statements = false,
+            _ => {
+                let e = ClientError::new(1047, "08S01", "Unknown option for COM_SET_OPTION");
+                self.send_error(seq, &e).await;
+                return Ok(());
+            }
+        }
+        let status = self.status_flags();
+        if self.caps & CLIENT_DEPRECATE_EOF != 0 {
+            let ok = OkPacket {
+                affected_rows: 0,
+                last_insert_id: 0,
+                status,
+                warnings: 0,
+                info: &[],
+                session_state: &[],
+            };
+            let mut out = Vec::new();
+            encode_ok(&mut out, 0xfe, &ok, self.caps);
+            self.client.write_packet(seq, &out);
+        } else {
+            self.client.write_packet(seq, &encode_eof(0, status));
+        }
+        self.client.flush().await
+    }
+
+    /// The status flags the client should see from an answer the proxy makes itself.
+    fn status_flags(&self) -> u16 {
+        let mut s = 0;
+        if self.pins.in_txn {
+            s |= SERVER_STATUS_IN_TRANS;
+        }
+        if self
+            .state
+            .sysvars
+            .get("autocommit")
+            .is_none_or(|v| v.eq_ignore_ascii_case("on") || v == "1")
+        {
+            s |= SERVER_STATUS_AUTOCOMMIT;
+        }
+        s
+    }
+
+    async fn send_ok(&mut self, seq: u8) -> Result<(), protocol::Error> {
+        let ok = simple_ok(self.status_flags(), self.caps);
+        self.client.write_packet(seq, &ok);
+        self.client.flush().await
+    }
+
+    /// Sends an ERR (errors writing it are ignored: the client may already be gone).
+    async fn send_error(&mut self, seq: u8, e: &ClientError) {
+        METRICS.error(e.code);
+        self.client
+            .write_packet(seq, &encode_err(e.code, e.sqlstate, &e.message));
+        let _ = self.client.flush().await;
+    }
+
+    async fn send_error_raw(
+        &mut self,
+        seq: u8,
+        code: u16,
+        sqlstate: &str,
+        message: &str,
+    ) -> Result<(), protocol::Error> {
+        METRICS.error(code);
+        self.client
+            .write_packet(seq, &encode_err(code, sqlstate, message));
+        self.client.flush().await
+    }
+
+    /// Gives up the backend connection: reset it first if it carries connection-bound state.
+    async fn release_pinned(&mut self) {
+        if let Some(mut c) = self.pinned.take() {
+            if (self.pins.needs_reset() || c.broken) && c.reset().await.is_err() {
+                c.broken = true;
+            }
+            drop(c);
+        }
+        self.pins = Pins::default();
+    }
+
+    /// COM_RESET_CONNECTION / COM_CHANGE_USER: the session starts over (the database stays when `keep_db`).
+    async fn reset_session(&mut self, keep_db: bool) {
+        self.release_pinned().await;
+        let schema = self.state.schema.take();
+        self.state = self.initial_state.clone();
+        if keep_db {
+            self.state.schema = schema;
+        }
+        self.stmts.clear();
+        self.multi_statements = self.caps & CLIENT_MULTI_STATEMENTS != 0;
+    }
+
+    async fn close(&mut self) {
+        debug!(conn_id = self.conn_id, "session ends");
+        self.release_pinned().await;
+    }
+}

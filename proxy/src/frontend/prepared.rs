@@ -1,0 +1,391 @@
+//! Prepared statements. Client statement ids are the proxy's own; each backend connection keeps
+//! its own prepares (cached by SQL text), made transparently on whichever connection an EXECUTE
+//! lands on. Long data is buffered in the proxy and replayed right before the EXECUTE, and the
+//! parameter types a client bound once are re-sent on every EXECUTE.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use peakgate_router::Statement;
+
+use super::Session;
+use crate::backend::PooledConn;
+use crate::backend::conn::BackendStmt;
+use crate::errors::ClientError;
+use crate::execute::{AnswerKind, Outcome, relay};
+use crate::metrics::METRICS;
+use crate::protocol;
+use crate::protocol::constants::*;
+use crate::protocol::response::{ErrPacket, parse_err};
+use crate::protocol::stmt::{
+    command_stmt_id, parse_execute, parse_prepare_ok, rewrite_execute, set_stmt_id,
+};
+
+/// A statement prepared by the client.
+#[derive(Debug, Clone)]
+pub struct ProxyStmt {
+    pub sql: Arc<str>,
+    pub num_params: u16,
+    pub num_columns: u16,
+    /// Parameter types from the last EXECUTE that carried them.
+    pub types: Option<Vec<u8>>,
+    /// COM_STMT_SEND_LONG_DATA chunks per parameter, until the next EXECUTE.
+    pub long_data: BTreeMap<u16, Vec<u8>>,
+    long_data_bytes: usize,
+    long_data_overflow: bool,
+    pub statement: Statement,
+}
+
+const CURSOR_FLAGS: u8 = 0x07;
+
+impl Session {
+    pub(super) async fn stmt_prepare(
+        &mut self,
+        seq: u8,
+        payload: &[u8],
+    ) -> Result<(), protocol::Error> {
+        let Ok(sql) = std::str::from_utf8(&payload[1..]) else {
+            let e = ClientError::new(
+                1300,
+                "HY000",
+                "Invalid utf8 character string in the statement to prepare",
+            );
+            self.send_error(seq, &e).await;
+            return Ok(());
+        };
+        let sql: Arc<str> = Arc::from(sql);
+        let statement = self.shared.classifier.classify(sql.as_bytes());
+        let mut conn = match self.acquire().await {
+            Ok(c) => c,
+            Err(e) => return self.backend_failed(seq, &e).await,
+        };
+        let bs = match ensure_prepared(&mut conn, &sql).await {
+            Ok(Ok(bs)) => bs,
+            Ok(Err(err)) => {
+                self.finish(conn, &Outcome::default(), None).await;
+                return self
+                    .send_error_raw(seq, err.code, &err.sqlstate, &err.message)
+                    .await;
+            }
+            Err(e) => {
+                drop(conn);
+                self.after_lost_backend();
+                return self.backend_failed(seq, &e).await;
+            }
+        };
+        let id = self.next_stmt_id;
+        self.next_stmt_id = self.next_stmt_id.wrapping_add(1).max(1);
+        let mut answer = (*bs.answer).clone();
+        set_stmt_id(&mut answer, 5, id);
+        self.client.write_raw(&answer);
+        self.stmts.insert(
+            id,
+            ProxyStmt {
+                sql,
+                num_params: bs.num_params,
+                num_columns: bs.num_columns,
+                types: None,
+                long_data: BTreeMap::new(),
+                long_data_bytes: 0,
+                long_data_overflow: false,
+                statement,
+            },
+        );
+        self.finish(conn, &Outcome::default(), None).await;
+        self.client.flush().await
+    }
+
+    pub(super) async fn stmt_execute(
+        &mut self,
+        seq: u8,
+        payload: &[u8],
+    ) -> Result<(), protocol::Error> {
+        let bad_args =
+            ClientError::new(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute");
+        let Ok(id) = command_stmt_id(payload) else {
+            self.send_error(seq, &bad_args).await;
+            return Ok(());
+        };
+        let Some(ps) = self.stmts.get_mut(&id) else {
+            let e = ClientError::new(
+                1243,
+                "HY000",
+                format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_execute"),
+            );
+            self.send_error(seq, &e).await;
+            return Ok(());
+        };
+        let Ok(ex) = parse_execute(payload, ps.num_params) else {
+            self.send_error(seq, &bad_args).await;
+            return Ok(());
+        };
+        if let Some(t) = ex.types {
+            ps.types = Some(t);
+        }
+        if ps.long_data_overflow {
+            ps.long_data.clear();
+            ps.long_data_bytes = 0;
+            ps.long_data_overflow = false;
+            let e = ClientError::new(
+                1153,
+                "08S01",
+                "Got a packet bigger than 'max_allowed_packet' bytes (long data)",
+            );
+            self.send_error(seq, &e).await;
+            return Ok(());
+        }
+        let long_data = std::mem::take(&mut ps.long_data);
+        ps.long_data_bytes = 0;
+        let ps = ps.clone();
+        METRICS.statement(ps.statement.kind);
+        let mut conn = match self.acquire().await {
+            Ok(c) => c,
+            Err(e) => return self.backend_failed(seq, &e).await,
+        };
+        let bs = match ensure_prepared(&mut conn, &ps.sql).await {
+            Ok(Ok(bs)) => bs,
+            Ok(Err(err)) => {
+                self.finish(conn, &Outcome::default(), None).await;
+                return self
+                    .send_error_raw(seq, err.code, &err.sqlstate, &err.message)
+                    .await;
+            }
+            Err(e) => {
+                drop(conn);
+                self.after_lost_backend();
+                return self.backend_failed(seq, &e).await;
+            }
+        };
+        let rewritten = match rewrite_execute(payload, ps.num_params, bs.id, ps.types.as_deref()) {
+            Ok(r) => r,
+            Err(_) => {
+                self.finish(conn, &Outcome::default(), None).await;
+                self.send_error(seq, &bad_args).await;
+                return Ok(());
+            }
+        };
+        for (param, data) in &long_data {
+            let mut p = Vec::with_capacity(7 + data.len());
+            p.push(COM_STMT_SEND_LONG_DATA);
+            p.extend_from_slice(&bs.id.to_le_bytes());
+            p.extend_from_slice(&param.to_le_bytes());
+            p.extend_from_slice(data);
+            conn.framed.write_packet(0, &p);
+        }
+        if let Err(e) = conn.send_command(&rewritten).await {
+            drop(conn);
+            self.after_lost_backend();
+            return self.backend_failed(seq, &e).await;
+        }
+        match relay(
+            &mut conn,
+            &mut self.client,
+            self.caps,
+            AnswerKind::Results,
+            &mut self.state,
+        )
+        .await
+        {
+            Ok(out) => {
+                if out.client_gone {
+                    drop(conn);
+                    self.after_lost_backend();
+                    return Err(protocol::Error::Closed);
+                }
+                if let Some(code) = out.error {
+                    METRICS.error(code);
+                }
+                if ex.flags & CURSOR_FLAGS != 0 && out.status & SERVER_STATUS_CURSOR_EXISTS != 0 {
+                    self.pins.sticky = true;
+                }
+                self.finish(conn, &out, Some(&ps.statement.effects)).await;
+                if ex.flags & CURSOR_FLAGS != 0 && out.status & SERVER_STATUS_CURSOR_EXISTS != 0 {
+                    self.pins.sticky = true;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                drop(conn);
+                self.after_lost_backend();
+                let (code, state, msg) = crate::errors::from_backend(&e.source);
+                self.send_error_raw(e.next_seq, code, &state, &msg).await
+            }
+        }
+    }
+
+    pub(super) async fn stmt_fetch(
+        &mut self,
+        seq: u8,
+        payload: &[u8],
+    ) -> Result<(), protocol::Error> {
+        let id = command_stmt_id(payload).ok();
+        let sql = id.and_then(|id| self.stmts.get(&id)).map(|s| s.sql.clone());
+        let (Some(sql), Some(mut conn)) = (sql, self.pinned.take()) else {
+            let e = ClientError::new(1421, "HY000", "The statement has no open cursor");
+            self.send_error(seq, &e).await;
+            return Ok(());
+        };
+        let Some(bs_id) = conn.cached_stmt(&sql).map(|b| b.id) else {
+            self.pinned = Some(conn);
+            let e = ClientError::new(1421, "HY000", "The statement has no open cursor");
+            self.send_error(seq, &e).await;
+            return Ok(());
+        };
+        let mut p = payload.to_vec();
+        set_stmt_id(&mut p, 1, bs_id);
+        if let Err(e) = conn.send_command(&p).await {
+            drop(conn);
+            self.after_lost_backend();
+            return self.backend_failed(seq, &e).await;
+        }
+        match relay(
+            &mut conn,
+            &mut self.client,
+            self.caps,
+            AnswerKind::Rows,
+            &mut self.state,
+        )
+        .await
+        {
+            Ok(out) if !out.client_gone => {
+                let sticky = self.pins.sticky;
+                self.finish(conn, &out, None).await;
+                self.pins.sticky |= sticky;
+                Ok(())
+            }
+            Ok(_) => {
+                self.after_lost_backend();
+                Err(protocol::Error::Closed)
+            }
+            Err(e) => {
+                drop(conn);
+                self.after_lost_backend();
+                let (code, state, msg) = crate::errors::from_backend(&e.source);
+                self.send_error_raw(e.next_seq, code, &state, &msg).await
+            }
+        }
+    }
+
+    /// COM_STMT_SEND_LONG_DATA has no answer; data is kept until the next EXECUTE.
+    pub(super) async fn stmt_send_long_data(&mut self, payload: &[u8]) {
+        let max = self.shared.config.proxy.max_allowed_packet;
+        let (Ok(id), Some(param)) = (command_stmt_id(payload), payload.get(5..7)) else {
+            return;
+        };
+        let param = u16::from_le_bytes([param[0], param[1]]);
+        let Some(ps) = self.stmts.get_mut(&id) else {
+            return;
+        };
+        if param >= ps.num_params {
+            return;
+        }
+        let data = &payload[7..];
+        if ps.long_data_bytes + data.len() > max {
+            ps.long_data_overflow = true;
+            ps.long_data.clear();
+            ps.long_data_bytes = 0;
+            return;
+        }
+        ps.long_data_bytes += data.len();
+        ps.long_data
+            .entry(param)
+            .or_default()
+            .extend_from_slice(data);
+    }
+
+    pub(super) fn stmt_close(&mut self, payload: &[u8]) {
+        if let Ok(id) = command_stmt_id(payload) {
+            self.stmts.remove(&id);
+        }
+    }
+
+    pub(super) async fn stmt_reset(
+        &mut self,
+        seq: u8,
+        payload: &[u8],
+    ) -> Result<(), protocol::Error> {
+        let id = command_stmt_id(payload).ok();
+        match id.and_then(|id| self.stmts.get_mut(&id)) {
+            Some(ps) => {
+                ps.long_data.clear();
+                ps.long_data_bytes = 0;
+                ps.long_data_overflow = false;
+                self.send_ok(seq).await
+            }
+            None => {
+                let e = ClientError::new(
+                    1243,
+                    "HY000",
+                    format!(
+                        "Unknown prepared statement handler ({}) given to mysqld_stmt_reset",
+                        id.unwrap_or(0)
+                    ),
+                );
+                self.send_error(seq, &e).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The statement prepared on `conn`, preparing it there if needed. `Ok(Err(_))` is the server
+/// refusing the prepare (a client error); `Err(_)` is the connection failing.
+async fn ensure_prepared(
+    conn: &mut PooledConn,
+    sql: &Arc<str>,
+) -> Result<Result<BackendStmt, ErrPacket>, crate::backend::Error> {
+    if let Some(bs) = conn.cached_stmt(sql) {
+        return Ok(Ok(bs.clone()));
+    }
+    let mut p = Vec::with_capacity(sql.len() + 1);
+    p.push(COM_STMT_PREPARE);
+    p.extend_from_slice(sql.as_bytes());
+    conn.send_command(&p).await?;
+    let mut answer = Vec::with_capacity(512);
+    let mut seq = 1u8;
+    let first = conn.read().await?;
+    frame(&mut answer, &mut seq, &first);
+    if first.first() == Some(&0xff) {
+        let err = parse_err(&first).map_err(|e| proto_err(conn, e))?;
+        return Ok(Err(err));
+    }
+    let ok = parse_prepare_ok(&first).map_err(|e| proto_err(conn, e))?;
+    let eof = conn.caps & CLIENT_DEPRECATE_EOF == 0;
+    let mut follow = 0usize;
+    for n in [ok.num_params, ok.num_columns] {
+        if n > 0 {
+            follow += usize::from(n) + usize::from(eof);
+        }
+    }
+    for _ in 0..follow {
+        let p = conn.read().await?;
+        frame(&mut answer, &mut seq, &p);
+    }
+    let bs = BackendStmt {
+        id: ok.stmt_id,
+        num_params: ok.num_params,
+        num_columns: ok.num_columns,
+        answer: Arc::new(answer),
+    };
+    if let Some(old) = conn.cache_stmt(sql.clone(), bs.clone()) {
+        let mut close = vec![COM_STMT_CLOSE];
+        close.extend_from_slice(&old.to_le_bytes());
+        conn.send_command(&close).await?;
+    }
+    Ok(Ok(bs))
+}
+
+fn proto_err(conn: &mut PooledConn, e: protocol::Error) -> crate::backend::Error {
+    conn.broken = true;
+    crate::backend::Error::Protocol {
+        addr: conn.addr.to_string(),
+        source: e,
+    }
+}
+
+fn frame(out: &mut Vec<u8>, seq: &mut u8, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes()[..3]);
+    out.push(*seq);
+    out.extend_from_slice(payload);
+    *seq = seq.wrapping_add(1);
+}

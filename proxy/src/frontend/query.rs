@@ -1,0 +1,209 @@
+//! COM_QUERY and the other forwarded commands: classify, take a backend connection (the pinned one
+//! or a pooled one brought to the session's state), relay the answer, then decide what the
+//! session keeps.
+
+use peakgate_router::{SessionEffects, Statement};
+use tracing::debug;
+
+use super::Session;
+use crate::backend::PooledConn;
+use crate::config::Unparseable;
+use crate::errors::{ClientError, from_backend};
+use crate::execute::{AnswerKind, Outcome, relay};
+use crate::metrics::METRICS;
+use crate::protocol;
+use crate::protocol::constants::*;
+
+impl Session {
+    pub(super) async fn com_query(
+        &mut self,
+        seq: u8,
+        payload: &[u8],
+    ) -> Result<(), protocol::Error> {
+        let stmt = self.shared.classifier.classify(&payload[1..]);
+        METRICS.statement(stmt.kind);
+        if !stmt.parsed {
+            METRICS.unparseable.inc();
+            if self.shared.config.routing.unparseable == Unparseable::Reject {
+                let e = ClientError::new(
+                    1064,
+                    "42000",
+                    "PeakGate could not parse this statement and routing.unparseable = \"reject\"",
+                );
+                self.send_error(seq, &e).await;
+                return Ok(());
+            }
+        }
+        if stmt.multi && !self.multi_statements {
+            let e = ClientError::new(
+                1064,
+                "42000",
+                "You have an error in your SQL syntax: several statements in one query need CLIENT_MULTI_STATEMENTS",
+            );
+            self.send_error(seq, &e).await;
+            return Ok(());
+        }
+        debug!(kind = stmt.kind.as_str(), digest = %stmt.digest_text, "statement");
+        self.forward(seq, payload, AnswerKind::Results, Some(&stmt))
+            .await
+    }
+
+    /// Forwards a command without a statement to classify (COM_INIT_DB, COM_FIELD_LIST, COM_STATISTICS).
+    pub(super) async fn forward_simple(
+        &mut self,
+        seq: u8,
+        payload: &[u8],
+        kind: AnswerKind,
+    ) -> Result<(), protocol::Error> {
+        self.forward(seq, payload, kind, None).await
+    }
+
+    async fn forward(
+        &mut self,
+        seq: u8,
+        payload: &[u8],
+        kind: AnswerKind,
+        stmt: Option<&Statement>,
+    ) -> Result<(), protocol::Error> {
+        let mut conn = match self.acquire().await {
+            Ok(c) => c,
+            Err(e) => return self.backend_failed(seq, &e).await,
+        };
+        if let Err(e) = conn.send_command(payload).await {
+            drop(conn);
+            self.after_lost_backend();
+            return self.backend_failed(seq, &e).await;
+        }
+        let relayed = relay(
+            &mut conn,
+            &mut self.client,
+            self.caps,
+            kind,
+            &mut self.state,
+        )
+        .await;
+        match relayed {
+            Ok(out) => {
+                if out.client_gone {
+                    drop(conn);
+                    self.after_lost_backend();
+                    return Err(protocol::Error::Closed);
+                }
+                if let Some(code) = out.error {
+                    METRICS.error(code);
+                }
+                self.finish(conn, &out, stmt.map(|s| &s.effects)).await;
+                Ok(())
+            }
+            Err(e) => {
+                drop(conn);
+                self.after_lost_backend();
+                let (code, state, msg) = from_backend(&e.source);
+                self.send_error_raw(e.next_seq, code, &state, &msg).await
+            }
+        }
+    }
+
+    /// A backend connection for the next command: the pinned one, or a pooled one brought to the
+    /// session's state.
+    pub(super) async fn acquire(&mut self) -> Result<PooledConn, crate::backend::Error> {
+        if let Some(c) = self.pinned.take() {
+            return Ok(c);
+        }
+        let mut c = self.pool.get().await?;
+        if c.multi_statements != self.multi_statements {
+            let opt: u16 = if self.multi_statements { 0 } else { 1 };
+            let mut p = vec![COM_SET_OPTION];
+            p.extend_from_slice(&opt.to_le_bytes());
+            c.command(&p).await?;
+            c.multi_statements = self.multi_statements;
+        }
+        c.sync_to(&self.state).await?;
+        Ok(c)
+    }
+
+    /// The backend connection died under the session: whatever it held (transaction, locks, temp
+    /// tables) is gone with it.
+    pub(super) fn after_lost_backend(&mut self) {
+        self.pins = super::Pins::default();
+    }
+
+    pub(super) async fn backend_failed(
+        &mut self,
+        seq: u8,
+        e: &crate::backend::Error,
+    ) -> Result<(), protocol::Error> {
+        let (code, state, msg) = from_backend(e);
+        self.send_error_raw(seq, code, &state, &msg).await
+    }
+
+    /// After a command: learn what the answer says about the session, then keep or give back the connection.
+    pub(super) async fn finish(
+        &mut self,
+        mut conn: PooledConn,
+        out: &Outcome,
+        effects: Option<&SessionEffects>,
+    ) {
+        if let Some(id) = out.last_insert_id {
+            self.state.last_insert_id = id;
+            conn.state.last_insert_id = id;
+        }
+        let ok = out.error.is_none();
+        let pins = &mut self.pins;
+        if out.status_known {
+            pins.in_txn = out.status & SERVER_STATUS_IN_TRANS != 0;
+        }
+        pins.one_shot = out.warnings > 0;
+        if let Some(fx) = effects {
+            if ok {
+                if fx.creates_temp_table {
+                    pins.temp_tables += 1;
+                }
+                pins.temp_tables = pins.temp_tables.saturating_sub(fx.drops_temp_tables);
+                if fx.get_lock {
+                    pins.locks += 1;
+                }
+                if fx.release_lock {
+                    pins.locks = pins.locks.saturating_sub(1);
+                }
+                if fx.release_all_locks {
+                    pins.locks = 0;
+                }
+                if fx.lock_tables {
+                    pins.lock_tables = true;
+                }
+                if fx.unlock_tables {
+                    pins.lock_tables = false;
+                }
+                if fx.sql_prepare || fx.pins_connection {
+                    pins.sticky = true;
+                }
+                if fx.calc_found_rows || fx.set_transaction_next {
+                    pins.one_shot = true;
+                }
+            }
+            if !fx.user_vars_assigned.is_empty() && !conn.broken {
+                match conn.capture_user_vars(&fx.user_vars_assigned).await {
+                    Ok(vals) => {
+                        for (k, v) in vals {
+                            conn.state.user_vars.insert(k.clone(), v.clone());
+                            self.state.user_vars.insert(k, v);
+                        }
+                    }
+                    Err(e) => {
+                        debug!(error = %e, "could not read back user variables; keeping the connection");
+                        self.pins.sticky = true;
+                    }
+                }
+            }
+        }
+        if self.pins.holds() && !conn.broken {
+            self.pinned = Some(conn);
+        } else {
+            if conn.broken {
+                self.pins = super::Pins::default();
+            }
+            drop(conn);
+        }
+    }
+}

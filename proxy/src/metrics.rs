@@ -1,0 +1,227 @@
+//! Metric names and values. Every name is a `pub const` here; values are atomics updated on the
+//! hot path without locks, rendered in the Prometheus text format by `render`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::LazyLock;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use peakgate_router::StatementKind;
+
+use crate::backend::pool::Pool;
+
+/// Gauge: client connections open now.
+pub const CLIENT_CONNECTIONS: &str = "peakgate_client_connections";
+/// Counter: client connections accepted since start.
+pub const CLIENT_CONNECTIONS_TOTAL: &str = "peakgate_client_connections_total";
+/// Counter: client connections refused with ERR 1040 (over `max_client_connections`).
+pub const CLIENT_CONNECTIONS_REFUSED: &str = "peakgate_client_connections_refused_total";
+/// Gauge, labels `instance` (host:port), `variant` (capability bits), `state` (in_use | idle).
+pub const BACKEND_CONNECTIONS: &str = "peakgate_backend_connections";
+/// Counter: backend connections opened.
+pub const BACKEND_CONNECTS: &str = "peakgate_backend_connects_total";
+/// Counter, label `kind` (read | write | txn_begin | txn_end | session | ddl | admin | unknown).
+pub const STATEMENTS: &str = "peakgate_statements_total";
+/// Counter: statements sqlparser could not parse (still forwarded, see routing.unparseable).
+pub const UNPARSEABLE: &str = "peakgate_unparseable_statements_total";
+/// Counter, label `code` (MySQL error code): ERR packets sent to clients, the server's and the proxy's own.
+pub const ERRORS: &str = "peakgate_errors_total";
+/// Histogram (seconds): statement latency seen by the proxy, command received to answer flushed.
+pub const STATEMENT_DURATION: &str = "peakgate_statement_duration_seconds";
+
+const BUCKETS_US: [u64; 14] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+    5_000_000, 30_000_000,
+];
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe_us(&self, us: u64) {
+        if let Some(i) = BUCKETS_US.iter().position(|&b| us <= b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub client_connections: Gauge,
+    pub client_connections_total: Counter,
+    pub client_connections_refused: Counter,
+    pub backend_connects: Counter,
+    pub statements: [Counter; StatementKind::ALL.len()],
+    pub unparseable: Counter,
+    errors: Mutex<BTreeMap<u16, u64>>,
+    pub latency: Histogram,
+}
+
+impl Metrics {
+    pub fn statement(&self, kind: StatementKind) {
+        if let Some(i) = StatementKind::ALL.iter().position(|k| *k == kind) {
+            self.statements[i].inc();
+        }
+    }
+
+    pub fn error(&self, code: u16) {
+        let mut m = self
+            .errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *m.entry(code).or_default() += 1;
+    }
+
+    pub fn errors(&self) -> BTreeMap<u16, u64> {
+        self.errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The process-wide metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
+
+/// Renders all metrics in the Prometheus text exposition format.
+pub fn render(pools: &[Pool]) -> String {
+    let m = &*METRICS;
+    let mut s = String::with_capacity(4096);
+    let head = |s: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    head(
+        &mut s,
+        CLIENT_CONNECTIONS,
+        "gauge",
+        "Client connections open now.",
+    );
+    let _ = writeln!(s, "{CLIENT_CONNECTIONS} {}", m.client_connections.get());
+    head(
+        &mut s,
+        CLIENT_CONNECTIONS_TOTAL,
+        "counter",
+        "Client connections accepted.",
+    );
+    let _ = writeln!(
+        s,
+        "{CLIENT_CONNECTIONS_TOTAL} {}",
+        m.client_connections_total.get()
+    );
+    head(
+        &mut s,
+        CLIENT_CONNECTIONS_REFUSED,
+        "counter",
+        "Client connections refused over max_client_connections.",
+    );
+    let _ = writeln!(
+        s,
+        "{CLIENT_CONNECTIONS_REFUSED} {}",
+        m.client_connections_refused.get()
+    );
+    head(
+        &mut s,
+        BACKEND_CONNECTIONS,
+        "gauge",
+        "Backend connections per pool, in use or idle.",
+    );
+    for p in pools {
+        let st = p.inner.state();
+        let in_use = st.connections.saturating_sub(st.idle_connections);
+        let _ = writeln!(
+            s,
+            "{BACKEND_CONNECTIONS}{{instance=\"{}\",variant=\"{}\",state=\"in_use\"}} {in_use}",
+            p.addr, p.variant
+        );
+        let _ = writeln!(
+            s,
+            "{BACKEND_CONNECTIONS}{{instance=\"{}\",variant=\"{}\",state=\"idle\"}} {}",
+            p.addr, p.variant, st.idle_connections
+        );
+    }
+    head(
+        &mut s,
+        BACKEND_CONNECTS,
+        "counter",
+        "Backend connections opened.",
+    );
+    let _ = writeln!(s, "{BACKEND_CONNECTS} {}", m.backend_connects.get());
+    head(&mut s, STATEMENTS, "counter", "Statements by kind.");
+    for (k, c) in StatementKind::ALL.iter().zip(m.statements.iter()) {
+        let _ = writeln!(s, "{STATEMENTS}{{kind=\"{}\"}} {}", k.as_str(), c.get());
+    }
+    head(
+        &mut s,
+        UNPARSEABLE,
+        "counter",
+        "Statements the SQL parser rejected (forwarded or refused per routing.unparseable).",
+    );
+    let _ = writeln!(s, "{UNPARSEABLE} {}", m.unparseable.get());
+    head(
+        &mut s,
+        ERRORS,
+        "counter",
+        "ERR packets sent to clients by error code.",
+    );
+    for (code, n) in m.errors() {
+        let _ = writeln!(s, "{ERRORS}{{code=\"{code}\"}} {n}");
+    }
+    head(
+        &mut s,
+        STATEMENT_DURATION,
+        "histogram",
+        "Statement latency through the proxy.",
+    );
+    let mut cum = 0;
+    for (b, c) in BUCKETS_US.iter().zip(m.latency.buckets.iter()) {
+        cum += c.load(Ordering::Relaxed);
+        let _ = writeln!(
+            s,
+            "{STATEMENT_DURATION}_bucket{{le=\"{}\"}} {cum}",
+            *b as f64 / 1e6
+        );
+    }
+    let count = m.latency.count.load(Ordering::Relaxed);
+    let _ = writeln!(s, "{STATEMENT_DURATION}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(
+        s,
+        "{STATEMENT_DURATION}_sum {}",
+        m.latency.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(s, "{STATEMENT_DURATION}_count {count}");
+    s
+}

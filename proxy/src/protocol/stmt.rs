@@ -1,0 +1,181 @@
+//! Prepared-statement packets: the PREPARE answer, and EXECUTE rewriting (statement id, parameter types).
+
+use super::codec::Reader;
+use super::{Error, Result};
+
+/// The first packet of a COM_STMT_PREPARE answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrepareOk {
+    pub stmt_id: u32,
+    pub num_columns: u16,
+    pub num_params: u16,
+    pub warnings: u16,
+}
+
+pub fn parse_prepare_ok(payload: &[u8]) -> Result<PrepareOk> {
+    let mut r = Reader::new(payload);
+    if r.u8()? != 0 {
+        return Err(Error::Malformed("not a prepare OK"));
+    }
+    let stmt_id = r.u32()?;
+    let num_columns = r.u16()?;
+    let num_params = r.u16()?;
+    let warnings = if r.remaining() >= 3 {
+        r.u8()?;
+        r.u16()?
+    } else {
+        0
+    };
+    Ok(PrepareOk {
+        stmt_id,
+        num_columns,
+        num_params,
+        warnings,
+    })
+}
+
+/// Reads the statement id of a COM_STMT_* command payload (command byte included).
+pub fn command_stmt_id(payload: &[u8]) -> Result<u32> {
+    let mut r = Reader::new(payload);
+    r.u8()?;
+    r.u32()
+}
+
+/// Overwrites the 4-byte statement id at `at` (1 for commands and for the prepare OK).
+pub fn set_stmt_id(payload: &mut [u8], at: usize, id: u32) {
+    if payload.len() >= at + 4 {
+        payload[at..at + 4].copy_from_slice(&id.to_le_bytes());
+    }
+}
+
+/// The parts of a COM_STMT_EXECUTE the proxy needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Execute {
+    pub stmt_id: u32,
+    pub flags: u8,
+    /// Parameter types the client sent with this execute (2 bytes per parameter), if it sent them.
+    pub types: Option<Vec<u8>>,
+}
+
+/// Decodes COM_STMT_EXECUTE (command byte included), checking every length against `num_params`.
+pub fn parse_execute(payload: &[u8], num_params: u16) -> Result<Execute> {
+    let mut r = Reader::new(payload);
+    r.u8()?;
+    let stmt_id = r.u32()?;
+    let flags = r.u8()?;
+    r.u32()?;
+    let n = usize::from(num_params);
+    let mut types = None;
+    if n > 0 {
+        r.take(n.div_ceil(8))?;
+        if r.u8()? == 1 {
+            types = Some(r.take(2 * n)?.to_vec());
+        }
+    }
+    Ok(Execute {
+        stmt_id,
+        flags,
+        types,
+    })
+}
+
+/// Builds the EXECUTE to send to a backend: the backend's statement id, and the parameter types
+/// always present (a backend connection may never have seen the types the client bound earlier).
+pub fn rewrite_execute(
+    payload: &[u8],
+    num_params: u16,
+    backend_id: u32,
+    types: Option<&[u8]>,
+) -> Result<Vec<u8>> {
+    let n = usize::from(num_params);
+    let mut out = Vec::with_capacity(payload.len() + 2 * n + 1);
+    if n == 0 {
+        out.extend_from_slice(payload);
+        set_stmt_id(&mut out, 1, backend_id);
+        return Ok(out);
+    }
+    let head = 1 + 4 + 1 + 4 + n.div_ceil(8);
+    if payload.len() < head + 1 {
+        return Err(Error::Malformed(
+            "execute packet shorter than its parameter header",
+        ));
+    }
+    out.extend_from_slice(&payload[..head]);
+    set_stmt_id(&mut out, 1, backend_id);
+    if payload[head] == 1 {
+        if payload.len() < head + 1 + 2 * n {
+            return Err(Error::Malformed(
+                "execute packet shorter than its parameter types",
+            ));
+        }
+        out.extend_from_slice(&payload[head..]);
+    } else {
+        let types = types.ok_or(Error::Malformed(
+            "execute without parameter types, none bound before",
+        ))?;
+        if types.len() != 2 * n {
+            return Err(Error::Malformed(
+                "stored parameter types do not match the statement",
+            ));
+        }
+        out.push(1);
+        out.extend_from_slice(types);
+        out.extend_from_slice(&payload[head + 1..]);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn execute(id: u32, n: u16, bound: bool) -> Vec<u8> {
+        let mut p = vec![0x17];
+        p.extend_from_slice(&id.to_le_bytes());
+        p.push(0);
+        p.extend_from_slice(&1u32.to_le_bytes());
+        p.extend(std::iter::repeat_n(0u8, usize::from(n).div_ceil(8)));
+        p.push(u8::from(bound));
+        if bound {
+            for _ in 0..n {
+                p.extend_from_slice(&[8, 0]);
+            }
+        }
+        for _ in 0..n {
+            p.extend_from_slice(&5u64.to_le_bytes());
+        }
+        p
+    }
+
+    #[test]
+    fn execute_gets_types_inserted() {
+        let first = execute(1, 2, true);
+        let parsed = parse_execute(&first, 2).unwrap();
+        assert_eq!(parsed.types.as_deref(), Some(&[8, 0, 8, 0][..]));
+        let later = execute(1, 2, false);
+        let out = rewrite_execute(&later, 2, 99, parsed.types.as_deref()).unwrap();
+        assert_eq!(out, {
+            let mut e = execute(99, 2, true);
+            e.truncate(e.len());
+            e
+        });
+    }
+
+    #[test]
+    fn lying_execute_is_malformed() {
+        assert!(parse_execute(&[0x17, 1, 0], 1).is_err());
+        assert!(rewrite_execute(&[0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0], 3, 5, None).is_err());
+        assert!(rewrite_execute(&execute(1, 2, false), 2, 5, None).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn execute_parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64), n in 0u16..20) {
+            let _ = parse_execute(&bytes, n);
+            let _ = rewrite_execute(&bytes, n, 7, Some(&[0u8; 40][..(2 * n as usize).min(40)]));
+            let _ = parse_prepare_ok(&bytes);
+            let _ = command_stmt_id(&bytes);
+        }
+    }
+}

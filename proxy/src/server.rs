@@ -1,0 +1,188 @@
+//! The running proxy: shared state, the MySQL listener's accept loop, the admin listener, shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use peakgate_router::Classifier;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::backend::Pools;
+use crate::backend::conn::Reply;
+use crate::config::{Account, Config};
+use crate::metrics::METRICS;
+use crate::protocol::Framed;
+use crate::protocol::response::encode_err;
+
+/// What every session shares.
+pub struct Shared {
+    pub config: Config,
+    pub accounts: Vec<Account>,
+    pub pools: Pools,
+    pub classifier: Classifier,
+    pub server_version: String,
+    pub started: Instant,
+    next_conn_id: AtomicU32,
+    client_slots: Arc<Semaphore>,
+}
+
+impl Shared {
+    pub fn next_conn_id(&self) -> u32 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The default shard's primary.
+    pub fn default_primary(&self) -> &str {
+        self.config.default_primary()
+    }
+}
+
+/// A bound, not yet serving proxy (bind first, so tests can use port 0 and read the address).
+pub struct Proxy {
+    shared: Arc<Shared>,
+    mysql: TcpListener,
+    admin: Option<TcpListener>,
+}
+
+impl Proxy {
+    pub async fn bind(config: Config) -> anyhow::Result<Self> {
+        let pools = Pools::new(config.backend.clone());
+        let server_version = match &config.proxy.server_version {
+            Some(v) => v.clone(),
+            None => discover_version(&pools, config.default_primary()).await,
+        };
+        let mysql = TcpListener::bind(&config.listen.mysql).await?;
+        let admin = match &config.listen.admin {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            accounts: config.accounts(),
+            client_slots: Arc::new(Semaphore::new(config.proxy.max_client_connections)),
+            config,
+            pools,
+            classifier: Classifier::new(4096),
+            server_version,
+            started: Instant::now(),
+            next_conn_id: AtomicU32::new(1),
+        });
+        Ok(Self {
+            shared,
+            mysql,
+            admin,
+        })
+    }
+
+    pub fn mysql_addr(&self) -> std::io::Result<SocketAddr> {
+        self.mysql.local_addr()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|a| a.local_addr().ok())
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves until `shutdown` turns true.
+    pub async fn serve(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let Self {
+            shared,
+            mysql,
+            admin,
+        } = self;
+        info!(mysql = %mysql.local_addr()?, version = %shared.server_version, "peakgate listening");
+        if let Some(admin) = admin {
+            let s = shared.clone();
+            let rx = shutdown.clone();
+            tokio::spawn(crate::admin::serve(admin, s, rx).instrument(info_span!("admin")));
+        }
+        loop {
+            tokio::select! {
+                accepted = mysql.accept() => match accepted {
+                    Ok((stream, peer)) => accept(&shared, stream, peer),
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                },
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        info!("shutting down");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let permit = match shared.client_slots.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            METRICS.client_connections_refused.inc();
+            METRICS.error(1040);
+            tokio::spawn(async move {
+                let mut f = Framed::new(stream);
+                f.write_packet(
+                    0,
+                    &encode_err(
+                        1040,
+                        "08004",
+                        "Too many connections: the proxy is at max_client_connections",
+                    ),
+                );
+                let _ = f.flush().await;
+            });
+            return;
+        }
+    };
+    let conn_id = shared.next_conn_id();
+    let shared = shared.clone();
+    let span = info_span!("client", conn_id, %peer, user = tracing::field::Empty);
+    tokio::spawn(
+        async move {
+            METRICS.client_connections.inc();
+            METRICS.client_connections_total.inc();
+            crate::frontend::serve_client(shared, stream, peer, conn_id).await;
+            METRICS.client_connections.dec();
+            drop(permit);
+        }
+        .instrument(span),
+    );
+}
+
+/// Asks the default primary for its version, announced to clients with "-PeakGate" appended.
+async fn discover_version(pools: &Pools, addr: &str) -> String {
+    let fallback = "5.5.5-10.11.0-MariaDB-PeakGate".to_string();
+    let pool = pools.pool(addr, 0);
+    let Ok(mut c) = pool.get().await else {
+        warn!(
+            instance = addr,
+            "default primary unreachable at start; announcing a generic version"
+        );
+        return fallback;
+    };
+    match c.query("SELECT VERSION()").await {
+        Ok(Reply::Rows { rows, .. }) => rows
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .map(|v| {
+                let v = String::from_utf8_lossy(&v).into_owned();
+                let v = if v.contains("MariaDB") && !v.starts_with("5.5.5-") {
+                    format!("5.5.5-{v}")
+                } else {
+                    v
+                };
+                format!("{v}-PeakGate")
+            })
+            .unwrap_or(fallback),
+        _ => fallback,
+    }
+}
