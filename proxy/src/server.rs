@@ -25,6 +25,11 @@ pub struct Shared {
     pub classifier: Classifier,
     pub server_version: String,
     pub started: Instant,
+    /// TLS for clients, when `[tls]` is configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `caching_sha2_password` fast-auth entries (SHA256(SHA256(password))) per user, filled by a
+    /// successful full authentication, as MySQL's own cache is.
+    pub sha2_cache: std::sync::Mutex<std::collections::HashMap<String, [u8; 32]>>,
     next_conn_id: AtomicU32,
     client_slots: Arc<Semaphore>,
 }
@@ -54,6 +59,12 @@ impl Proxy {
             Some(v) => v.clone(),
             None => discover_version(&pools, config.default_primary()).await,
         };
+        let tls = match &config.tls {
+            Some(t) => Some(
+                crate::protocol::tls::acceptor(&t.cert, &t.key).map_err(|e| anyhow::anyhow!(e))?,
+            ),
+            None => None,
+        };
         let mysql = TcpListener::bind(&config.listen.mysql).await?;
         let admin = match &config.listen.admin {
             Some(a) => Some(TcpListener::bind(a).await?),
@@ -67,6 +78,8 @@ impl Proxy {
             classifier: Classifier::new(4096),
             server_version,
             started: Instant::now(),
+            tls,
+            sha2_cache: std::sync::Mutex::new(std::collections::HashMap::new()),
             next_conn_id: AtomicU32::new(1),
         });
         Ok(Self {

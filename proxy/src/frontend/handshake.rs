@@ -7,19 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use super::{Next, Pins, Session};
 use crate::config::Account;
 use crate::errors::{ClientError, from_backend};
 use crate::metrics::METRICS;
-use crate::protocol::auth::{NATIVE_PASSWORD, verify_native};
+use crate::protocol::auth::{
+    CACHING_SHA2_PASSWORD, NATIVE_PASSWORD, native_hash, sha2_cache_entry, verify_native,
+    verify_sha2_fast,
+};
 use crate::protocol::constants::*;
 use crate::protocol::handshake::{
     ChangeUser, Greeting, HandshakeResponse, encode_auth_switch, is_ssl_request,
 };
 use crate::protocol::response::encode_err;
+use crate::protocol::tls::ClientStream;
 use crate::protocol::{self, Framed};
 use crate::server::Shared;
 use crate::session_state::SessionState;
@@ -29,17 +32,12 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) async fn login(
     shared: Arc<Shared>,
-    mut client: Framed<TcpStream>,
+    client: Framed<ClientStream>,
     peer: SocketAddr,
     conn_id: u32,
 ) -> Option<Session> {
-    match tokio::time::timeout(
-        LOGIN_TIMEOUT,
-        login_inner(shared, &mut client, peer, conn_id),
-    )
-    .await
-    {
-        Ok(Ok(Some(parts))) => Some(parts.into_session(client)),
+    match tokio::time::timeout(LOGIN_TIMEOUT, login_inner(shared, client, peer, conn_id)).await {
+        Ok(Ok(Some((client, parts)))) => Some(parts.into_session(client)),
         Ok(Ok(None)) => None,
         Ok(Err(e)) => {
             debug!(error = %e, "login failed");
@@ -47,11 +45,7 @@ pub(super) async fn login(
         }
         Err(_) => {
             METRICS.error(1043);
-            client.write_packet(
-                0,
-                &encode_err(1043, "08S01", "Bad handshake: login timed out"),
-            );
-            let _ = client.flush().await;
+            debug!("login timed out");
             None
         }
     }
@@ -70,7 +64,7 @@ struct LoggedIn {
 }
 
 impl LoggedIn {
-    fn into_session(self, client: Framed<TcpStream>) -> Session {
+    fn into_session(self, client: Framed<ClientStream>) -> Session {
         let pool = self.shared.pools.pool(
             self.shared.default_primary(),
             self.caps & VARIANT_CAPABILITIES,
@@ -107,74 +101,132 @@ fn new_scramble() -> [u8; 20] {
 
 async fn login_inner(
     shared: Arc<Shared>,
-    client: &mut Framed<TcpStream>,
+    mut client: Framed<ClientStream>,
     peer: SocketAddr,
     conn_id: u32,
-) -> Result<Option<LoggedIn>, protocol::Error> {
+) -> Result<Option<(Framed<ClientStream>, LoggedIn)>, protocol::Error> {
     let scramble = new_scramble();
+    let mut offered = PROXY_CAPABILITIES;
+    if shared.tls.is_some() {
+        offered |= CLIENT_SSL;
+    }
     let greeting = Greeting {
         server_version: shared.server_version.clone(),
         connection_id: conn_id,
         scramble: scramble.to_vec(),
-        capabilities: PROXY_CAPABILITIES,
+        capabilities: offered,
         collation: DEFAULT_COLLATION,
         status: SERVER_STATUS_AUTOCOMMIT,
         auth_plugin: NATIVE_PASSWORD.into(),
     };
     client.write_packet(0, &greeting.encode());
     client.flush().await?;
-    let (seq, payload) = match client.read_packet(Some(1), 1 << 16).await {
+    let (mut seq, mut payload) = match client.read_packet(Some(1), 1 << 16).await {
         Ok(p) => p,
         Err(e @ (protocol::Error::Closed | protocol::Error::Io(_))) => return Err(e),
         Err(e) => {
-            refuse(client, 2, 1043, "08S01", &format!("Bad handshake: {e}")).await;
+            refuse(
+                &mut client,
+                2,
+                1043,
+                "08S01",
+                &format!("Bad handshake: {e}"),
+            )
+            .await;
             return Ok(None);
         }
     };
-    let mut next = seq.wrapping_add(1);
     if is_ssl_request(&payload) {
-        refuse(
-            client,
-            next,
-            1043,
-            "08S01",
-            "Bad handshake: TLS is not configured on this PeakGate listener",
-        )
-        .await;
-        return Ok(None);
+        let Some(acceptor) = shared.tls.clone() else {
+            let next = seq.wrapping_add(1);
+            refuse(
+                &mut client,
+                next,
+                1043,
+                "08S01",
+                "Bad handshake: TLS is not configured on this PeakGate listener",
+            )
+            .await;
+            return Ok(None);
+        };
+        let (stream, leftover) = client.into_parts();
+        let ClientStream::Plain(tcp) = stream else {
+            return Err(protocol::Error::Malformed("second SSL request"));
+        };
+        let tls = acceptor.accept(crate::protocol::tls::Prefixed::new(leftover, tcp)).await?;
+        client = Framed::new(ClientStream::Tls(Box::new(tls)));
+        (seq, payload) = client
+            .read_packet(Some(seq.wrapping_add(1)), 1 << 16)
+            .await?;
     }
+    let is_tls = client.get_ref().is_tls();
+    let mut next = seq.wrapping_add(1);
     let resp = match HandshakeResponse::parse(&payload) {
         Ok(r) => r,
         Err(e) => {
-            refuse(client, next, 1043, "08S01", &format!("Bad handshake: {e}")).await;
+            refuse(
+                &mut client,
+                next,
+                1043,
+                "08S01",
+                &format!("Bad handshake: {e}"),
+            )
+            .await;
             return Ok(None);
         }
     };
     let user = String::from_utf8_lossy(&resp.user).into_owned();
     let account = shared.accounts.iter().find(|a| a.name == user).cloned();
-    let mut answer = resp.auth_response.clone();
     let plugin = resp.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD);
-    if plugin != NATIVE_PASSWORD && resp.capabilities & CLIENT_PLUGIN_AUTH != 0 {
-        // e.g. caching_sha2_password from MySQL 8 clients: ask for mysql_native_password instead.
-        let mut data = scramble.to_vec();
-        client.write_packet(next, &encode_auth_switch(NATIVE_PASSWORD, &data));
-        client.flush().await?;
-        let (s, p) = client
-            .read_packet(Some(next.wrapping_add(1)), 1 << 16)
-            .await?;
-        next = s.wrapping_add(1);
-        answer = p.to_vec();
-        data.clear();
-    }
-    let caps = resp.capabilities & PROXY_CAPABILITIES;
-    if !check_password(account.as_ref(), &scramble, &answer) {
-        let using = if answer.is_empty() { "NO" } else { "YES" };
+    let verified = if plugin == CACHING_SHA2_PASSWORD && resp.capabilities & CLIENT_PLUGIN_AUTH != 0
+    {
+        let (ok, n) = caching_sha2(
+            &shared,
+            &mut client,
+            account.as_ref(),
+            &scramble,
+            &resp.auth_response,
+            next,
+            is_tls,
+        )
+        .await?;
+        next = n;
+        ok
+    } else {
+        let mut answer = resp.auth_response.clone();
+        if plugin != NATIVE_PASSWORD && resp.capabilities & CLIENT_PLUGIN_AUTH != 0 {
+            // Another plugin (e.g. sha256_password): ask for mysql_native_password instead.
+            client.write_packet(next, &encode_auth_switch(NATIVE_PASSWORD, &scramble));
+            client.flush().await?;
+            let (s, p) = client
+                .read_packet(Some(next.wrapping_add(1)), 1 << 16)
+                .await?;
+            next = s.wrapping_add(1);
+            answer = p.to_vec();
+        }
+        check_password(account.as_ref(), &scramble, &answer)
+    };
+    let caps = resp.capabilities & offered;
+    if !verified {
+        let using = if resp.auth_response.is_empty() {
+            "NO"
+        } else {
+            "YES"
+        };
         let msg = format!(
             "Access denied for user '{user}'@'{}' (using password: {using})",
             peer.ip()
         );
         info!(user, "access denied");
-        refuse(client, next, 1045, "28000", &msg).await;
+        refuse(&mut client, next, 1045, "28000", &msg).await;
+        return Ok(None);
+    }
+    if account.as_ref().is_some_and(|a| a.require_tls) && !is_tls {
+        let msg = format!(
+            "Access denied for user '{user}'@'{}': this account requires TLS (connect with SSL)",
+            peer.ip()
+        );
+        refuse(&mut client, next, 1045, "28000", &msg).await;
         return Ok(None);
     }
     let mut state = SessionState::default();
@@ -193,7 +245,7 @@ async fn login_inner(
     if let Some(db) = &resp.database {
         state.schema = Some(String::from_utf8_lossy(db).into_owned());
     }
-    let mut parts = LoggedIn {
+    let parts = LoggedIn {
         shared,
         conn_id,
         peer,
@@ -224,8 +276,65 @@ async fn login_inner(
     let ok = crate::protocol::response::simple_ok(SERVER_STATUS_AUTOCOMMIT, caps);
     client.write_packet(next, &ok);
     client.flush().await?;
-    parts.caps = caps;
-    Ok(Some(parts))
+    Ok(Some((client, parts)))
+}
+
+/// `caching_sha2_password` as MySQL 8 does it: fast auth against the cache when the user has
+/// logged in before; otherwise full authentication, which needs the cleartext password and so
+/// TLS. Without TLS and without a cache entry the client is switched to mysql_native_password.
+/// Returns whether the user is verified and the next sequence id.
+async fn caching_sha2(
+    shared: &Shared,
+    client: &mut Framed<ClientStream>,
+    account: Option<&Account>,
+    scramble: &[u8; 20],
+    answer: &[u8],
+    mut next: u8,
+    is_tls: bool,
+) -> Result<(bool, u8), protocol::Error> {
+    let Some(account) = account else {
+        return Ok((false, next));
+    };
+    let cached = shared
+        .sha2_cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&account.name)
+        .copied();
+    if let Some(entry) = cached
+        && verify_sha2_fast(&entry, scramble, answer)
+    {
+        client.write_packet(next, &[0x01, 0x03]);
+        return Ok((true, next.wrapping_add(1)));
+    }
+    if !is_tls {
+        client.write_packet(next, &encode_auth_switch(NATIVE_PASSWORD, scramble));
+        client.flush().await?;
+        let (s, p) = client
+            .read_packet(Some(next.wrapping_add(1)), 1 << 16)
+            .await?;
+        return Ok((
+            verify_native(&account.hash, scramble, &p),
+            s.wrapping_add(1),
+        ));
+    }
+    // Full authentication over TLS: the client sends its password in clear (NUL-terminated).
+    client.write_packet(next, &[0x01, 0x04]);
+    client.flush().await?;
+    let (s, p) = client
+        .read_packet(Some(next.wrapping_add(1)), 1 << 16)
+        .await?;
+    next = s.wrapping_add(1);
+    let password = p.strip_suffix(&[0]).unwrap_or(&p);
+    let ok = native_hash(password) == account.hash;
+    if ok {
+        shared
+            .sha2_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(account.name.clone(), sha2_cache_entry(password));
+    }
+    Ok((ok, next))
 }
 
 fn check_password(account: Option<&Account>, scramble: &[u8], answer: &[u8]) -> bool {
@@ -235,7 +344,7 @@ fn check_password(account: Option<&Account>, scramble: &[u8], answer: &[u8]) -> 
     }
 }
 
-async fn refuse(client: &mut Framed<TcpStream>, seq: u8, code: u16, state: &str, msg: &str) {
+async fn refuse(client: &mut Framed<ClientStream>, seq: u8, code: u16, state: &str, msg: &str) {
     METRICS.error(code);
     client.write_packet(seq, &encode_err(code, state, msg));
     let _ = client.flush().await;

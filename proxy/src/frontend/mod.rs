@@ -26,6 +26,7 @@ use crate::errors::{ClientError, from_protocol};
 use crate::metrics::METRICS;
 use crate::protocol::constants::*;
 use crate::protocol::response::{OkPacket, encode_eof, encode_err, encode_ok, simple_ok};
+use crate::protocol::tls::ClientStream;
 use crate::protocol::{self, Framed};
 use crate::server::Shared;
 use crate::session_state::SessionState;
@@ -67,7 +68,7 @@ impl Pins {
 
 pub struct Session {
     shared: Arc<Shared>,
-    client: Framed<TcpStream>,
+    client: Framed<ClientStream>,
     conn_id: u32,
     peer: SocketAddr,
     user: String,
@@ -87,7 +88,7 @@ pub struct Session {
 /// Serves one client connection to its end. Never panics on input; a broken client only loses
 /// its own connection.
 pub async fn serve_client(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, conn_id: u32) {
-    let client = Framed::new(stream);
+    let client = Framed::new(ClientStream::Plain(stream));
     let Some(mut session) = handshake::login(shared, client, peer, conn_id).await else {
         return;
     };

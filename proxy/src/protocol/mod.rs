@@ -12,6 +12,7 @@ pub mod handshake;
 pub mod packet;
 pub mod response;
 pub mod stmt;
+pub mod tls;
 
 pub use packet::Framed;
 
