@@ -1,1 +1,31 @@
-//! Routing decisions for PeakGate.
+//! Routing decisions for PeakGate: pure functions from statement text (and, later, topology
+//! snapshots) to decisions. No I/O, no tokio; every decision is a unit test or a fuzz target.
+//!
+//! The proxy calls [`Classifier::classify`] on every COM_QUERY. That call makes one pass over the
+//! bytes with a hand-written lexer (kind, keyword, hints, digest, literal spans, session effects)
+//! and runs sqlparser only once per new digest, caching its verdict: sqlparser costs several
+//! microseconds per statement, too much for every query.
+//!
+//! # Layout
+//! - [`lexer`]: one-pass MySQL lexer over `&[u8]` (strings, quoted identifiers, comments,
+//!   executable comments as code, literals, variables). Start here to see what a token is.
+//! - [`classify`]: [`StatementKind`], [`SessionEffects`], [`Statement`] and the [`Classifier`]
+//!   with its per-digest LRU of sqlparser verdicts. `classify/scan.rs` is the one pass and the
+//!   classification rules; `classify/parse.rs` is the sqlparser side.
+//! - [`digest`]: the normalised fingerprint text and its FNV-1a 64 hash.
+//! - [`hints`]: `/* peakgate: route=reporting shard=s1 */` comment hints.
+//! - [`error`]: [`Error`], this crate's error enum.
+//! - `keyword.rs` (private): the fixed keyword table the scanner matches words against.
+//!
+//! Golden cases for every classification rule live in `tests/cases/classify.toml`.
+
+pub mod classify;
+pub mod digest;
+pub mod error;
+pub mod hints;
+mod keyword;
+pub mod lexer;
+
+pub use classify::{Classifier, SessionEffects, Statement, StatementKind};
+pub use error::Error;
+pub use hints::{Hints, RouteHint};
