@@ -175,7 +175,10 @@ impl Session {
                 if fx.unlock_tables {
                     pins.lock_tables = false;
                 }
-                if fx.sql_prepare || fx.pins_connection {
+                // GET_LOCK and LOCK TABLES also count as pinning for the router, but they are
+                // tracked above and end with RELEASE_LOCK / UNLOCK TABLES: they must not make the
+                // session keep its connection for good.
+                if fx.sql_prepare || (fx.pins_connection && !fx.get_lock && !fx.lock_tables) {
                     pins.sticky = true;
                 }
                 if fx.calc_found_rows || fx.set_transaction_next {
