@@ -4,11 +4,18 @@
 //!
 //! Tests reuse a running topology; `scripts/topology up` is idempotent and serialised by a lock,
 //! so parallel test binaries are safe. Proxies are per test, on port 0.
+//!
+//! Tests share the servers, so every table or database a test makes has a unique name
+//! (`unique_name`) and a `Scratch` guard that drops it even when the test fails.
+
+pub mod raw;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use peakgate::{Config, Proxy};
@@ -137,3 +144,197 @@ pub async fn direct(port: u16, db: Option<&str>) -> anyhow::Result<mysql_async::
 
 /// The s0 primary's port in the local topology.
 pub const S0_PRIMARY: u16 = 3311;
+
+/// A name no other test (in this or another process) uses: `prefix`, the process id and a counter.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs a cleanup statement as root on an instance when dropped, so scratch tables and databases
+/// go away even when the test fails half-way.
+pub struct Scratch {
+    port: u16,
+    drop_sql: String,
+}
+
+impl Scratch {
+    /// Drops table `db`.`table` on the s0 primary at the end.
+    pub fn table(db: &str, table: &str) -> Self {
+        Self {
+            port: S0_PRIMARY,
+            drop_sql: format!("DROP TABLE IF EXISTS `{db}`.`{table}`"),
+        }
+    }
+
+    /// Drops database `db` on the s0 primary at the end.
+    pub fn database(db: &str) -> Self {
+        Self {
+            port: S0_PRIMARY,
+            drop_sql: format!("DROP DATABASE IF EXISTS `{db}`"),
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Synchronous on purpose: Drop cannot await, and the `mysql` client is always there.
+        let out = Command::new("mysql")
+            .args([
+                "--no-defaults",
+                "-h127.0.0.1",
+                &format!("-P{}", self.port),
+                "-uroot",
+                "-e",
+            ])
+            .arg(&self.drop_sql)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "cleanup `{}` failed: {}",
+                self.drop_sql,
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("cleanup `{}` failed: {e}", self.drop_sql),
+        }
+    }
+}
+
+/// What a command-line client run printed and how it ended.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// Fails with both streams shown unless the command exited 0.
+    pub fn ok(self) -> anyhow::Result<Self> {
+        if self.code != Some(0) {
+            bail!(
+                "exit code {:?}\nstdout:\n{}\nstderr:\n{}",
+                self.code,
+                self.stdout,
+                self.stderr
+            );
+        }
+        Ok(self)
+    }
+
+    /// The stdout lines (tab-separated columns in `--batch` mode).
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+}
+
+/// Runs a command to its end with `stdin` fed in (and closed), capturing both output streams.
+/// The child is killed if the test future is dropped.
+pub async fn run_command(
+    mut cmd: tokio::process::Command,
+    stdin: &[u8],
+) -> anyhow::Result<CliOutput> {
+    use tokio::io::AsyncWriteExt;
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().context("spawn")?;
+    let mut input = child.stdin.take().context("stdin")?;
+    let data = stdin.to_vec();
+    let writer = tokio::spawn(async move {
+        let r = input.write_all(&data).await;
+        drop(input);
+        r
+    });
+    let out = child.wait_with_output().await?;
+    writer.await??;
+    Ok(CliOutput {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// The `mysql` command-line client in batch mode against `host:port` with `args` appended.
+pub fn mysql_cli(
+    port: u16,
+    user: &str,
+    password: Option<&str>,
+    args: &[&str],
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("mysql");
+    // --no-defaults first: no option file (~/.my.cnf, /etc/mysql) leaks into the test.
+    cmd.arg("--no-defaults")
+        .arg("-h127.0.0.1")
+        .arg(format!("-P{port}"))
+        .arg(format!("-u{user}"))
+        .arg("--batch")
+        .env_remove("MYSQL_PWD");
+    if let Some(p) = password {
+        cmd.arg(format!("-p{p}"));
+    }
+    cmd.args(args);
+    cmd
+}
+
+impl TestProxy {
+    /// The `mysql` command-line client logged in through this proxy as shop/shop.
+    pub fn cli(&self, args: &[&str]) -> tokio::process::Command {
+        mysql_cli(self.mysql.port(), "shop", Some("shop"), args)
+    }
+
+    /// `/status` as JSON.
+    pub async fn status(&self) -> anyhow::Result<serde_json::Value> {
+        let body = self.admin_get("/status").await?;
+        serde_json::from_str(&body).with_context(|| format!("/status is not JSON: {body}"))
+    }
+
+    /// Backend connections open now, per pool: `(instance, variant, connections, in_use)`.
+    pub async fn pools(&self) -> anyhow::Result<Vec<(String, u64, u64, u64)>> {
+        let st = self.status().await?;
+        let pools = st["pools"].as_array().context("/status has no pools")?;
+        pools
+            .iter()
+            .map(|p| {
+                Ok((
+                    p["instance"].as_str().context("instance")?.to_string(),
+                    p["variant"].as_u64().context("variant")?,
+                    p["connections"].as_u64().context("connections")?,
+                    p["in_use"].as_u64().context("in_use")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Waits (up to `limit`) until no pooled backend connection is in use, e.g. after clients
+    /// went away and the proxy finished cleaning up after them.
+    pub async fn wait_pools_idle(&self, limit: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            let pools = self.pools().await?;
+            if pools.iter().all(|p| p.3 == 0) {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                bail!("backend connections still in use after {limit:?}: {pools:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Checks the proxy still serves an ordinary client: log in, one query, log out.
+    pub async fn assert_serves(&self) -> anyhow::Result<()> {
+        use mysql_async::prelude::Queryable;
+        let mut c = self.conn(Some("shop")).await.context("a new client")?;
+        let v: Option<(i64, String)> = c.query_first("SELECT 1 + 1, DATABASE()").await?;
+        anyhow::ensure!(v == Some((2, "shop".into())), "unexpected answer {v:?}");
+        c.disconnect().await?;
+        Ok(())
+    }
+}
