@@ -35,6 +35,16 @@ const STMT_CACHE_SIZE: usize = 256;
 const INIT_SQL: &str = "SET SESSION session_track_system_variables = '*', session_track_schema = ON, \
                         session_track_state_change = ON";
 
+/// What a prepared statement is cached under on a connection: its SQL text and the database that
+/// was current when it was prepared. The server binds a prepared statement to that database (its
+/// unqualified table names, even `DATABASE()`), so the same text prepared in another database is
+/// another statement.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StmtKey {
+    pub schema: Option<Arc<str>>,
+    pub sql: Arc<str>,
+}
+
 /// A statement prepared on this connection.
 #[derive(Debug, Clone)]
 pub struct BackendStmt {
@@ -84,8 +94,8 @@ pub struct BackendConn {
     pub state: SessionState,
     /// Whether CLIENT_MULTI_STATEMENTS is currently on (COM_SET_OPTION).
     pub multi_statements: bool,
-    stmts: HashMap<Arc<str>, BackendStmt>,
-    stmt_order: VecDeque<Arc<str>>,
+    stmts: HashMap<StmtKey, BackendStmt>,
+    stmt_order: VecDeque<StmtKey>,
     /// Login credentials and the greeting's scramble, for COM_CHANGE_USER.
     login: Login,
 }
@@ -511,21 +521,21 @@ impl BackendConn {
         Ok(out)
     }
 
-    /// The cached prepare of `sql` on this connection.
-    pub fn cached_stmt(&self, sql: &str) -> Option<&BackendStmt> {
-        self.stmts.get(sql)
+    /// The cached prepare of `key` on this connection.
+    pub fn cached_stmt(&self, key: &StmtKey) -> Option<&BackendStmt> {
+        self.stmts.get(key)
     }
 
     /// Remembers a prepare; returns the id of a statement evicted to make room (to be closed).
-    pub fn cache_stmt(&mut self, sql: Arc<str>, stmt: BackendStmt) -> Option<u32> {
+    pub fn cache_stmt(&mut self, key: StmtKey, stmt: BackendStmt) -> Option<u32> {
         let mut evicted = None;
         if self.stmts.len() >= STMT_CACHE_SIZE
             && let Some(old) = self.stmt_order.pop_front()
         {
             evicted = self.stmts.remove(&old).map(|s| s.id);
         }
-        self.stmt_order.push_back(sql.clone());
-        self.stmts.insert(sql, stmt);
+        self.stmt_order.push_back(key.clone());
+        self.stmts.insert(key, stmt);
         evicted
     }
 }

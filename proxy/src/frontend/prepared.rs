@@ -1,6 +1,7 @@
 //! Prepared statements. Client statement ids are the proxy's own; each backend connection keeps
-//! its own prepares (cached by SQL text), made transparently on whichever connection an EXECUTE
-//! lands on. Long data is buffered in the proxy and replayed right before the EXECUTE, and the
+//! its own prepares (cached by SQL text and database), made transparently on whichever connection
+//! an EXECUTE lands on, in the database that was current when the client prepared (the server binds
+//! a statement to that database, and so does the proxy). Long data is buffered in the proxy and replayed right before the EXECUTE, and the
 //! parameter types a client bound once are re-sent on every EXECUTE.
 
 use std::collections::BTreeMap;
@@ -10,7 +11,7 @@ use peakgate_router::Statement;
 
 use super::Session;
 use crate::backend::PooledConn;
-use crate::backend::conn::BackendStmt;
+use crate::backend::conn::{BackendStmt, StmtKey};
 use crate::errors::ClientError;
 use crate::execute::{AnswerKind, Outcome, relay};
 use crate::metrics::METRICS;
@@ -25,6 +26,8 @@ use crate::protocol::stmt::{
 #[derive(Debug, Clone)]
 pub struct ProxyStmt {
     pub sql: Arc<str>,
+    /// The session's database when the client prepared the statement.
+    pub schema: Option<Arc<str>>,
     pub num_params: u16,
     pub num_columns: u16,
     /// Parameter types from the last EXECUTE that carried them.
@@ -54,12 +57,13 @@ impl Session {
             return Ok(());
         };
         let sql: Arc<str> = Arc::from(sql);
+        let schema: Option<Arc<str>> = self.state.schema.as_deref().map(Arc::from);
         let statement = self.shared.classifier.classify(sql.as_bytes());
         let mut conn = match self.acquire().await {
             Ok(c) => c,
             Err(e) => return self.backend_failed(seq, &e).await,
         };
-        let bs = match ensure_prepared(&mut conn, &sql).await {
+        let bs = match ensure_prepared(&mut conn, schema.as_ref(), &sql).await {
             Ok(Ok(bs)) => bs,
             Ok(Err(err)) => {
                 self.finish(conn, &Outcome::default(), None).await;
@@ -82,6 +86,7 @@ impl Session {
             id,
             ProxyStmt {
                 sql,
+                schema,
                 num_params: bs.num_params,
                 num_columns: bs.num_columns,
                 types: None,
@@ -142,7 +147,7 @@ impl Session {
             Ok(c) => c,
             Err(e) => return self.backend_failed(seq, &e).await,
         };
-        let bs = match ensure_prepared(&mut conn, &ps.sql).await {
+        let bs = match ensure_prepared(&mut conn, ps.schema.as_ref(), &ps.sql).await {
             Ok(Ok(bs)) => bs,
             Ok(Err(err)) => {
                 self.finish(conn, &Outcome::default(), None).await;
@@ -219,13 +224,16 @@ impl Session {
         payload: &[u8],
     ) -> Result<(), protocol::Error> {
         let id = command_stmt_id(payload).ok();
-        let sql = id.and_then(|id| self.stmts.get(&id)).map(|s| s.sql.clone());
-        let (Some(sql), Some(mut conn)) = (sql, self.pinned.take()) else {
+        let ps = id
+            .and_then(|id| self.stmts.get(&id))
+            .map(|s| (s.schema.clone(), s.sql.clone()));
+        let (Some((schema, sql)), Some(mut conn)) = (ps, self.pinned.take()) else {
             let e = ClientError::new(1421, "HY000", "The statement has no open cursor");
             self.send_error(seq, &e).await;
             return Ok(());
         };
-        let Some(bs_id) = conn.cached_stmt(&sql).map(|b| b.id) else {
+        let (key, _) = stmt_key(&conn, schema.as_ref(), &sql);
+        let Some(bs_id) = conn.cached_stmt(&key).map(|b| b.id) else {
             self.pinned = Some(conn);
             let e = ClientError::new(1421, "HY000", "The statement has no open cursor");
             self.send_error(seq, &e).await;
@@ -328,15 +336,79 @@ impl Session {
     }
 }
 
-/// The statement prepared on `conn`, preparing it there if needed. `Ok(Err(_))` is the server
-/// refusing the prepare (a client error); `Err(_)` is the connection failing.
+/// The cache key for `sql` prepared in database `schema` on `conn`, and whether preparing it
+/// there needs a switch of database first. Switching to or from "no database" would take a
+/// connection reset, so then the connection's current database stands in: a statement prepared
+/// without a database names no table unqualified, only `DATABASE()` can tell the difference.
+fn stmt_key(conn: &PooledConn, schema: Option<&Arc<str>>, sql: &Arc<str>) -> (StmtKey, bool) {
+    let current = conn.state.schema.as_deref();
+    let (schema, switch) = match (schema, current) {
+        (Some(s), Some(c)) => (Some(s.clone()), **s != *c),
+        (None, None) => (None, false),
+        (_, c) => (c.map(Arc::from), false),
+    };
+    (
+        StmtKey {
+            schema,
+            sql: sql.clone(),
+        },
+        switch,
+    )
+}
+
+/// COM_INIT_DB `db` on `conn`, for the proxy's own use.
+async fn init_db(conn: &mut PooledConn, db: &str) -> Result<(), crate::backend::Error> {
+    let mut p = Vec::with_capacity(db.len() + 1);
+    p.push(COM_INIT_DB);
+    p.extend_from_slice(db.as_bytes());
+    conn.command(&p).await?;
+    conn.state.schema = Some(db.to_string());
+    Ok(())
+}
+
+/// The statement prepared on `conn` in database `schema`, preparing it there if needed (switching
+/// the connection's database for the prepare and back). `Ok(Err(_))` is the server refusing the
+/// prepare (a client error); `Err(_)` is the connection failing.
 async fn ensure_prepared(
     conn: &mut PooledConn,
+    schema: Option<&Arc<str>>,
     sql: &Arc<str>,
 ) -> Result<Result<BackendStmt, ErrPacket>, crate::backend::Error> {
-    if let Some(bs) = conn.cached_stmt(sql) {
+    let (key, switch) = stmt_key(conn, schema, sql);
+    if let Some(bs) = conn.cached_stmt(&key) {
         return Ok(Ok(bs.clone()));
     }
+    let back = if switch {
+        let back = conn.state.schema.clone();
+        if let Some(db) = &key.schema {
+            match init_db(conn, db).await {
+                Ok(()) => {}
+                // E.g. the database was dropped since: the client's error, the connection is fine.
+                Err(crate::backend::Error::Server { err, .. }) => return Ok(Err(err)),
+                Err(e) => return Err(e),
+            }
+        }
+        back
+    } else {
+        None
+    };
+    let prepared = prepare(conn, key).await;
+    if let Some(db) = back
+        && let Err(e) = init_db(conn, &db).await
+    {
+        // The connection is left in the wrong database: nobody may use it any more.
+        conn.broken = true;
+        return Err(e);
+    }
+    prepared
+}
+
+/// COM_STMT_PREPARE on `conn` as it is; a success is cached under `key`.
+async fn prepare(
+    conn: &mut PooledConn,
+    key: StmtKey,
+) -> Result<Result<BackendStmt, ErrPacket>, crate::backend::Error> {
+    let sql = &key.sql;
     let mut p = Vec::with_capacity(sql.len() + 1);
     p.push(COM_STMT_PREPARE);
     p.extend_from_slice(sql.as_bytes());
@@ -367,7 +439,7 @@ async fn ensure_prepared(
         num_columns: ok.num_columns,
         answer: Arc::new(answer),
     };
-    if let Some(old) = conn.cache_stmt(sql.clone(), bs.clone()) {
+    if let Some(old) = conn.cache_stmt(key, bs.clone()) {
         let mut close = vec![COM_STMT_CLOSE];
         close.extend_from_slice(&old.to_le_bytes());
         conn.send_command(&close).await?;
