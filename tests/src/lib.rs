@@ -97,6 +97,14 @@ impl TestProxy {
         })
     }
 
+    /// A copy of the addresses (for use in blocking threads); it does not own the proxy.
+    pub fn clone_addrs(&self) -> TestProxyAddrs {
+        TestProxyAddrs {
+            mysql: self.mysql,
+            admin: self.admin,
+        }
+    }
+
     /// mysql_async options for user shop/shop, optionally with a database.
     pub fn opts(&self, db: Option<&str>) -> mysql_async::Opts {
         mysql_async::OptsBuilder::default()
@@ -127,6 +135,13 @@ impl TestProxy {
             .map(|(_, b)| b.to_string())
             .unwrap_or(out))
     }
+}
+
+/// The addresses of a running `TestProxy`.
+#[derive(Debug, Clone, Copy)]
+pub struct TestProxyAddrs {
+    pub mysql: SocketAddr,
+    pub admin: SocketAddr,
 }
 
 /// A direct connection to an instance of the topology as root (for setup and checks).
