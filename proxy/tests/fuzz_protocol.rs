@@ -16,7 +16,10 @@ use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 proptest! {
@@ -61,7 +64,11 @@ proptest! {
 /// greeting must answer or close, and keep serving the next connection.
 #[test]
 fn live_login_survives_arbitrary_bytes() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let cfg = Config::parse(
             r#"
@@ -88,7 +95,10 @@ primary = "127.0.0.1:1"
         let addr = proxy.mysql_addr().expect("addr");
         let (_stop, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(proxy.serve(rx));
-        let cases: u32 = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+        let cases: u32 = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256);
         let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
             cases,
             failure_persistence: None,
@@ -98,12 +108,14 @@ primary = "127.0.0.1:1"
             prop_oneof![
                 proptest::collection::vec(any::<u8>(), 0..300),
                 // Well-framed packets with arbitrary payloads and sequence ids.
-                (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..200)).prop_map(|(seq, p)| {
-                    let mut v = (p.len() as u32).to_le_bytes()[..3].to_vec();
-                    v.push(seq);
-                    v.extend(p);
-                    v
-                }),
+                (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..200)).prop_map(
+                    |(seq, p)| {
+                        let mut v = (p.len() as u32).to_le_bytes()[..3].to_vec();
+                        v.push(seq);
+                        v.extend(p);
+                        v
+                    }
+                ),
             ],
             1..4,
         );
@@ -123,7 +135,9 @@ primary = "127.0.0.1:1"
             let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
         }
         // Still alive and answering greetings.
-        let mut s = tokio::net::TcpStream::connect(addr).await.expect("proxy still accepts");
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("proxy still accepts");
         let mut head = [0u8; 5];
         s.read_exact(&mut head).await.expect("greeting");
         assert_eq!(head[4], 10, "protocol 10 greeting");

@@ -312,13 +312,27 @@ impl BackendConn {
             }
             Some(0xfe) if first.len() < 9 => {
                 // EOF (COM_SET_OPTION's answer; an OK with header 0xfe under CLIENT_DEPRECATE_EOF).
-                let status = if first.len() >= 5 { u16::from_le_bytes([first[3], first[4]]) } else { 0 };
+                let status = if first.len() >= 5 {
+                    u16::from_le_bytes([first[3], first[4]])
+                } else {
+                    0
+                };
                 let status = if self.caps & CLIENT_DEPRECATE_EOF != 0 {
-                    parse_ok(&first, self.caps).map(|o| o.status).unwrap_or(status)
+                    parse_ok(&first, self.caps)
+                        .map(|o| o.status)
+                        .unwrap_or(status)
                 } else {
                     status
                 };
-                Ok((Reply::Ok { affected_rows: 0, last_insert_id: 0, status, warnings: 0 }, false))
+                Ok((
+                    Reply::Ok {
+                        affected_rows: 0,
+                        last_insert_id: 0,
+                        status,
+                        warnings: 0,
+                    },
+                    false,
+                ))
             }
             Some(0xfb) => Err(self.proto_err(crate::protocol::Error::Malformed(
                 "LOCAL INFILE is not supported",

@@ -153,7 +153,9 @@ async fn login_inner(
         let ClientStream::Plain(tcp) = stream else {
             return Err(protocol::Error::Malformed("second SSL request"));
         };
-        let tls = acceptor.accept(crate::protocol::tls::Prefixed::new(leftover, tcp)).await?;
+        let tls = acceptor
+            .accept(crate::protocol::tls::Prefixed::new(leftover, tcp))
+            .await?;
         client = Framed::new(ClientStream::Tls(Box::new(tls)));
         (seq, payload) = client
             .read_packet(Some(seq.wrapping_add(1)), 1 << 16)
