@@ -62,7 +62,7 @@ impl Greeting {
         let data_len = usize::from(r.u8()?);
         r.take(10)?;
         if capabilities & CLIENT_SECURE_CONNECTION != 0 {
-            let n = data_len.saturating_sub(9).max(12);
+            let n = data_len.saturating_sub(8).max(13);
             let part2 = r.take(n.min(r.remaining()))?;
             scramble.extend_from_slice(part2.strip_suffix(&[0]).unwrap_or(part2));
         }
