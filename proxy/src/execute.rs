@@ -58,10 +58,45 @@ enum Phase {
 /// Flush to the client once this much is queued, so big results stream in bounded memory.
 const FLUSH_AT: usize = 64 * 1024;
 
+/// Where an answer is read from: a backend connection's read side and what goes with it.
+pub struct Source<'a, R> {
+    pub framed: &'a mut Framed<R>,
+    /// Capabilities in effect on the backend connection.
+    pub caps: u32,
+    pub addr: &'a str,
+    /// The backend connection's session state (updated from session tracking).
+    pub state: &'a mut SessionState,
+    /// Set when the connection can no longer be used.
+    pub broken: &'a mut bool,
+    /// When the client stops reading, read the answer to its end anyway (a shared connection
+    /// must stay usable) instead of abandoning the connection.
+    pub drain_on_client_gone: bool,
+}
+
 /// Relays the answer to a command already sent on `conn`. Session-state changes the server
 /// reports are applied to both `conn.state` and the client's `want` state.
 pub async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut BackendConn,
+    client: &mut Framed<C>,
+    client_caps: u32,
+    kind: AnswerKind,
+    want: &mut SessionState,
+) -> Result<Outcome, RelayError> {
+    let addr = conn.addr.clone();
+    let src = Source {
+        framed: &mut conn.framed,
+        caps: conn.caps,
+        addr: &addr,
+        state: &mut conn.state,
+        broken: &mut conn.broken,
+        drain_on_client_gone: false,
+    };
+    relay_from(src, client, client_caps, kind, want).await
+}
+
+/// Relays one answer from `src` to the client (see [`relay`]).
+pub async fn relay_from<R: AsyncRead + Unpin, C: AsyncWrite + Unpin>(
+    mut src: Source<'_, R>,
     client: &mut Framed<C>,
     client_caps: u32,
     kind: AnswerKind,
@@ -73,21 +108,21 @@ pub async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
         AnswerKind::FieldList => Phase::FieldList,
         AnswerKind::Rows => Phase::Rows,
     };
-    let deprecate_eof = conn.caps & CLIENT_DEPRECATE_EOF != 0;
+    let deprecate_eof = src.caps & CLIENT_DEPRECATE_EOF != 0;
     let mut continuation = false;
     let mut next_seq = 1u8;
     let mut rewritten = Vec::new();
     loop {
-        if let Err(e) = conn.framed.fill(4).await {
-            return Err(fail(conn, e, next_seq));
+        if let Err(e) = src.framed.fill(4).await {
+            return Err(fail(&mut src, e, next_seq));
         }
-        let b = conn.framed.buffered();
+        let b = src.framed.buffered();
         let len = usize::from(b[0]) | usize::from(b[1]) << 8 | usize::from(b[2]) << 16;
         next_seq = b[3].wrapping_add(1);
-        if let Err(e) = conn.framed.fill(4 + len).await {
-            return Err(fail(conn, e, next_seq));
+        if let Err(e) = src.framed.fill(4 + len).await {
+            return Err(fail(&mut src, e, next_seq));
         }
-        let frame = &conn.framed.buffered()[..4 + len];
+        let frame = &src.framed.buffered()[..4 + len];
         let payload = &frame[4..];
         let was_continuation = continuation;
         continuation = len == MAX_PAYLOAD;
@@ -100,12 +135,12 @@ pub async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
                 Phase::First => match first {
                     Some(0x00) => {
                         let more =
-                            match handle_ok(conn.caps, payload, want, &mut conn.state, &mut out) {
+                            match handle_ok(src.caps, payload, want, src.state, &mut out) {
                                 Ok(v) => v,
-                                Err(e) => return Err(fail(conn, e, next_seq)),
+                                Err(e) => return Err(fail(&mut src, e, next_seq)),
                             };
                         if client_caps & CLIENT_SESSION_TRACK == 0 {
-                            rewrite_ok(conn.caps, client_caps, payload, frame[3], &mut rewritten);
+                            rewrite_ok(src.caps, client_caps, payload, frame[3], &mut rewritten);
                             forward_as_is = false;
                         }
                         done = !more;
@@ -115,10 +150,10 @@ pub async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
                         done = true;
                     }
                     Some(0xfb) => {
-                        conn.broken = true;
+                        *src.broken = true;
                         return Err(RelayError {
                             source: crate::backend::Error::Protocol {
-                                addr: conn.addr.to_string(),
+                                addr: src.addr.to_string(),
                                 source: protocol::Error::Malformed(
                                     "LOAD DATA LOCAL INFILE is not supported",
                                 ),
@@ -149,18 +184,18 @@ pub async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
                     Some(0xfe) if len < MAX_PAYLOAD => {
                         let more = if deprecate_eof {
                             let more = match handle_ok(
-                                conn.caps,
+                                src.caps,
                                 payload,
                                 want,
-                                &mut conn.state,
+                                src.state,
                                 &mut out,
                             ) {
                                 Ok(v) => v,
-                                Err(e) => return Err(fail(conn, e, next_seq)),
+                                Err(e) => return Err(fail(&mut src, e, next_seq)),
                             };
                             if client_caps & CLIENT_SESSION_TRACK == 0 {
                                 rewrite_ok(
-                                    conn.caps,
+                                    src.caps,
                                     client_caps,
                                     payload,
                                     frame[3],
@@ -197,14 +232,14 @@ pub async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
                 client.write_raw(&rewritten);
             }
         }
-        conn.framed.consume(4 + len);
+        src.framed.consume(4 + len);
         if (done && !continuation) || client.pending_write() >= FLUSH_AT {
             if !out.client_gone && client.flush().await.is_err() {
                 out.client_gone = true;
             }
-            if out.client_gone {
+            if out.client_gone && !src.drain_on_client_gone {
                 // Nobody reads the rest: abandon the connection (the server rolls back its session).
-                conn.broken = true;
+                *src.broken = true;
                 return Ok(out);
             }
         }
@@ -214,11 +249,11 @@ pub async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-fn fail(conn: &mut BackendConn, e: protocol::Error, next_seq: u8) -> RelayError {
-    conn.broken = true;
+fn fail<R>(src: &mut Source<'_, R>, e: protocol::Error, next_seq: u8) -> RelayError {
+    *src.broken = true;
     RelayError {
         source: crate::backend::Error::Protocol {
-            addr: conn.addr.to_string(),
+            addr: src.addr.to_string(),
             source: e,
         },
         next_seq,

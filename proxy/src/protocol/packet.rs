@@ -14,7 +14,7 @@ pub struct Framed<S> {
     wbuf: Vec<u8>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
+impl<S> Framed<S> {
     pub fn new(stream: S) -> Self {
         Self {
             stream,
@@ -33,6 +33,63 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         (self.stream, self.rbuf)
     }
 
+    /// Drops `n` consumed bytes from the read buffer.
+    pub fn consume(&mut self, n: usize) {
+        self.rbuf.advance(n);
+    }
+
+    /// Buffered bytes not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.rbuf
+    }
+
+    /// Whether more bytes are already buffered (a pipelining client).
+    pub fn has_buffered(&self) -> bool {
+        !self.rbuf.is_empty()
+    }
+
+    /// Queues one logical packet, splitting it at 16 MiB. Returns the next sequence id.
+    pub fn write_packet(&mut self, mut seq: u8, payload: &[u8]) -> u8 {
+        let mut rest = payload;
+        loop {
+            let n = rest.len().min(MAX_PAYLOAD);
+            self.wbuf.extend_from_slice(&(n as u32).to_le_bytes()[..3]);
+            self.wbuf.push(seq);
+            self.wbuf.extend_from_slice(&rest[..n]);
+            seq = seq.wrapping_add(1);
+            rest = &rest[n..];
+            if n < MAX_PAYLOAD {
+                return seq;
+            }
+        }
+    }
+
+    /// Queues raw bytes (already framed packets).
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        self.wbuf.extend_from_slice(bytes);
+    }
+
+    pub fn pending_write(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    /// Takes the queued bytes out (for a writer that sends them elsewhere).
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.wbuf)
+    }
+
+    /// Releases oversized buffers after a large result, so an idle connection stays small.
+    pub fn shrink(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 256 * 1024 {
+            self.rbuf = BytesMut::with_capacity(16 * 1024);
+        }
+        if self.wbuf.is_empty() && self.wbuf.capacity() > 256 * 1024 {
+            self.wbuf = Vec::with_capacity(16 * 1024);
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> Framed<S> {
     /// Makes sure at least `n` bytes are buffered.
     pub async fn fill(&mut self, n: usize) -> Result<()> {
         while self.rbuf.len() < n {
@@ -46,21 +103,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
             }
         }
         Ok(())
-    }
-
-    /// Buffered bytes not yet consumed.
-    pub fn buffered(&self) -> &[u8] {
-        &self.rbuf
-    }
-
-    /// Drops `n` consumed bytes from the read buffer.
-    pub fn consume(&mut self, n: usize) {
-        self.rbuf.advance(n);
-    }
-
-    /// Whether more bytes are already buffered (a pipelining client).
-    pub fn has_buffered(&self) -> bool {
-        !self.rbuf.is_empty()
     }
 
     /// Reads one logical packet, joining split packets. Returns the sequence id of its last
@@ -107,31 +149,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         }
     }
 
-    /// Queues one logical packet, splitting it at 16 MiB. Returns the next sequence id.
-    pub fn write_packet(&mut self, mut seq: u8, payload: &[u8]) -> u8 {
-        let mut rest = payload;
-        loop {
-            let n = rest.len().min(MAX_PAYLOAD);
-            self.wbuf.extend_from_slice(&(n as u32).to_le_bytes()[..3]);
-            self.wbuf.push(seq);
-            self.wbuf.extend_from_slice(&rest[..n]);
-            seq = seq.wrapping_add(1);
-            rest = &rest[n..];
-            if n < MAX_PAYLOAD {
-                return seq;
-            }
-        }
-    }
+}
 
-    /// Queues raw bytes (already framed packets).
-    pub fn write_raw(&mut self, bytes: &[u8]) {
-        self.wbuf.extend_from_slice(bytes);
-    }
-
-    pub fn pending_write(&self) -> usize {
-        self.wbuf.len()
-    }
-
+impl<S: AsyncWrite + Unpin> Framed<S> {
     /// Sends everything queued.
     pub async fn flush(&mut self) -> Result<()> {
         if !self.wbuf.is_empty() {
@@ -143,16 +163,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         }
         self.stream.flush().await?;
         Ok(())
-    }
-
-    /// Releases oversized buffers after a large result, so an idle connection stays small.
-    pub fn shrink(&mut self) {
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 256 * 1024 {
-            self.rbuf = BytesMut::with_capacity(16 * 1024);
-        }
-        if self.wbuf.is_empty() && self.wbuf.capacity() > 256 * 1024 {
-            self.wbuf = Vec::with_capacity(16 * 1024);
-        }
     }
 }
 
