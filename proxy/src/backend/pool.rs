@@ -49,6 +49,60 @@ impl bb8::ManageConnection for Manager {
     }
 }
 
+/// The connect failures of one pool, for the callers waiting on it. bb8 reports a failed connect
+/// only to its error sink, never to the caller that waits for the connection: that caller would
+/// wait the whole `pool_wait_timeout_ms` for an instance that is down, then hear "too many
+/// connections". The sink keeps the failure and wakes every waiter, which returns it instead.
+#[derive(Debug, Default)]
+struct ConnectFailures {
+    last: Mutex<Option<Error>>,
+    failed: tokio::sync::Notify,
+}
+
+#[derive(Debug, Clone)]
+struct FailureSink(Arc<ConnectFailures>);
+
+impl bb8::ErrorSink<Error> for FailureSink {
+    fn sink(&self, error: Error) {
+        *self
+            .0
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+        self.0.failed.notify_waiters();
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<Error>> {
+        Box::new(self.clone())
+    }
+}
+
+impl ConnectFailures {
+    /// The last failure, as an error of its own for one waiter.
+    fn last(&self, addr: &str) -> Error {
+        let last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*last {
+            Some(Error::Connect { addr, reason }) => Error::Connect {
+                addr: addr.clone(),
+                reason: reason.clone(),
+            },
+            Some(Error::Login { addr, message }) => Error::Login {
+                addr: addr.clone(),
+                message: message.clone(),
+            },
+            other => Error::Connect {
+                addr: addr.to_string(),
+                reason: other
+                    .as_ref()
+                    .map_or_else(|| "connect failed".to_string(), ToString::to_string),
+            },
+        }
+    }
+}
+
 /// A pool with what the status page needs to know about it.
 #[derive(Clone)]
 pub struct Pool {
@@ -56,12 +110,20 @@ pub struct Pool {
     pub variant: u32,
     pub inner: bb8::Pool<Manager>,
     wait: Duration,
+    failures: Arc<ConnectFailures>,
 }
 
 impl Pool {
-    /// A connection from the pool; fails fast if the instance is down.
+    /// A connection from the pool; fails fast if the instance is down: a connect that fails
+    /// while this caller waits is this caller's error.
     pub async fn get(&self) -> Result<PooledConn, Error> {
-        match self.inner.get_owned().await {
+        // Registered before asking bb8, so a failure during the wait is never missed.
+        let failed = self.failures.failed.notified();
+        let got = tokio::select! {
+            got = self.inner.get_owned() => got,
+            () = failed => return Err(self.failures.last(&self.addr)),
+        };
+        match got {
             Ok(c) => Ok(c),
             Err(bb8::RunError::User(e)) => Err(e),
             Err(bb8::RunError::TimedOut) => Err(Error::PoolTimeout {
@@ -108,6 +170,7 @@ impl Pools {
             variant,
             connect_timeout: Duration::from_millis(self.settings.connect_timeout_ms),
         };
+        let failures = Arc::new(ConnectFailures::default());
         let inner = bb8::Pool::builder()
             .max_size(self.settings.pool_size)
             .min_idle(None)
@@ -116,12 +179,14 @@ impl Pools {
             .connection_timeout(wait)
             .idle_timeout(Some(Duration::from_millis(self.settings.idle_timeout_ms)))
             .max_lifetime(None)
+            .error_sink(Box::new(FailureSink(failures.clone())))
             .build_unchecked(manager);
         let pool = Pool {
             addr: addr.clone(),
             variant,
             inner,
             wait,
+            failures,
         };
         map.insert((addr, variant), pool.clone());
         pool
