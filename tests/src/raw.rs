@@ -251,10 +251,10 @@ impl RawConn {
                     return Ok(Some((seq, payload)));
                 }
             }
-            let mut chunk = [0u8; 64 * 1024];
-            match self.stream.read(&mut chunk).await {
+            self.buf.reserve(64 * 1024);
+            match self.stream.read_buf(&mut self.buf).await {
                 Ok(0) => return Ok(None),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(_) => {}
                 Err(e) if is_reset(&e) => return Ok(None),
                 Err(e) => return Err(e.into()),
             }
