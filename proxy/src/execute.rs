@@ -134,11 +134,10 @@ pub async fn relay_from<R: AsyncRead + Unpin, C: AsyncWrite + Unpin>(
                 _ if kind == AnswerKind::Single => done = true,
                 Phase::First => match first {
                     Some(0x00) => {
-                        let more =
-                            match handle_ok(src.caps, payload, want, src.state, &mut out) {
-                                Ok(v) => v,
-                                Err(e) => return Err(fail(&mut src, e, next_seq)),
-                            };
+                        let more = match handle_ok(src.caps, payload, want, src.state, &mut out) {
+                            Ok(v) => v,
+                            Err(e) => return Err(fail(&mut src, e, next_seq)),
+                        };
                         if client_caps & CLIENT_SESSION_TRACK == 0 {
                             rewrite_ok(src.caps, client_caps, payload, frame[3], &mut rewritten);
                             forward_as_is = false;
@@ -183,13 +182,8 @@ pub async fn relay_from<R: AsyncRead + Unpin, C: AsyncWrite + Unpin>(
                 Phase::Rows | Phase::FieldList => match first {
                     Some(0xfe) if len < MAX_PAYLOAD => {
                         let more = if deprecate_eof {
-                            let more = match handle_ok(
-                                src.caps,
-                                payload,
-                                want,
-                                src.state,
-                                &mut out,
-                            ) {
+                            let more = match handle_ok(src.caps, payload, want, src.state, &mut out)
+                            {
                                 Ok(v) => v,
                                 Err(e) => return Err(fail(&mut src, e, next_seq)),
                             };

@@ -65,7 +65,7 @@ impl Proxy {
             ),
             None => None,
         };
-        let mysql = TcpListener::bind(&config.listen.mysql).await?;
+        let mysql = listen(&config.listen.mysql)?;
         let admin = match &config.listen.admin {
             Some(a) => Some(TcpListener::bind(a).await?),
             None => None,
@@ -169,6 +169,20 @@ fn accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         }
         .instrument(span),
     );
+}
+
+/// Binds the MySQL listener with a deep accept backlog (tokio's default of 1024 overflows under
+/// connection storms, leaving clients waiting for a greeting that never comes).
+fn listen(addr: &str) -> anyhow::Result<TcpListener> {
+    let addr: SocketAddr = addr.parse()?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket.listen(4096)?)
 }
 
 /// Asks the default primary for its version, announced to clients with "-PeakGate" appended.

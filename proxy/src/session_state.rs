@@ -113,6 +113,9 @@ fn sysvar_literal(name: &str, value: &str) -> String {
         && !value.starts_with('.');
     if numeric {
         value.to_string()
+    } else if value.contains('\\') {
+        // A backslash means different things with and without NO_BACKSLASH_ESCAPES; hex does not.
+        hex_literal(value.as_bytes())
     } else {
         quote_str(value.as_bytes())
     }
@@ -195,5 +198,6 @@ mod tests {
         assert_eq!(sysvar_literal("x", "1.5"), "1.5");
         assert_eq!(sysvar_literal("x", "1.2.3"), "'1.2.3'");
         assert_eq!(sysvar_literal("character_set_results", ""), "NULL");
+        assert_eq!(sysvar_literal("x", "a\\b"), "X'615c62'");
     }
 }

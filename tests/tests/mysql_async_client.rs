@@ -116,6 +116,7 @@ async fn last_insert_id_survives_connection_changes() -> anyhow::Result<()> {
         .await?;
     let seen: Option<u64> = c.query_first("SELECT LAST_INSERT_ID()").await?;
     assert_eq!(seen, Some(id));
+    c.query_drop("DROP TABLE it_autoinc").await?;
     Ok(())
 }
 

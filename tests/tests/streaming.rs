@@ -21,7 +21,7 @@ async fn a_200_mb_result_streams_in_bounded_memory() -> anyhow::Result<()> {
     let port = proxy.mysql.port();
     // The real mysql CLI, unbuffered (--quick), reading every row and counting bytes.
     let out = tokio::task::spawn_blocking(move || {
-        let mysql = std::process::Command::new("mysql")
+        let mut mysql = std::process::Command::new("mysql")
             .args([
                 "-h127.0.0.1",
                 &format!("-P{port}"),
@@ -37,7 +37,7 @@ async fn a_200_mb_result_streams_in_bounded_memory() -> anyhow::Result<()> {
             .stdout(Stdio::piped())
             .spawn()
             .expect("mysql runs");
-        let mut stdout = mysql.stdout.expect("stdout");
+        let mut stdout = mysql.stdout.take().expect("stdout");
         let mut total = 0u64;
         let mut buf = vec![0u8; 1 << 16];
         loop {
@@ -47,6 +47,8 @@ async fn a_200_mb_result_streams_in_bounded_memory() -> anyhow::Result<()> {
             }
             total += n as u64;
         }
+        let status = mysql.wait().expect("mysql exits");
+        assert!(status.success(), "mysql failed: {status}");
         total
     })
     .await?;

@@ -263,8 +263,15 @@ async fn login_inner(
             .shared
             .pools
             .pool(parts.shared.default_primary(), caps & VARIANT_CAPABILITIES);
+        // Login runs under a timeout: if it fires mid-command, the connection must not go back
+        // to the pool with an unread answer, so it counts as broken until the check completes.
         let checked = match pool.get().await {
-            Ok(mut c) => c.sync_to(&parts.state).await,
+            Ok(mut c) => {
+                c.broken = true;
+                let r = c.sync_to(&parts.state).await;
+                c.broken = r.is_err() && !matches!(r, Err(crate::backend::Error::Server { .. }));
+                r
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = checked {

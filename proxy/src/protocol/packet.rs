@@ -148,7 +148,6 @@ impl<S: AsyncRead + Unpin> Framed<S> {
             }
         }
     }
-
 }
 
 impl<S: AsyncWrite + Unpin> Framed<S> {
