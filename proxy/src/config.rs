@@ -108,6 +108,10 @@ pub struct BackendSettings {
     /// Idle pooled connections are closed after this long.
     #[serde(default = "default_idle")]
     pub idle_timeout_ms: u64,
+    /// Shared (pipelined) connections per instance and capability variant for independent
+    /// autocommit reads; 0 turns pipelining off. See docs/protocol.md.
+    #[serde(default)]
+    pub pipeline_connections: usize,
 }
 
 fn default_pool_size() -> u32 {

@@ -23,6 +23,8 @@ pub const BACKEND_CONNECTIONS: &str = "peakgate_backend_connections";
 pub const BACKEND_CONNECTS: &str = "peakgate_backend_connects_total";
 /// Counter, label `kind` (read | write | txn_begin | txn_end | session | ddl | admin | unknown).
 pub const STATEMENTS: &str = "peakgate_statements_total";
+/// Counter: statements run on shared (pipelined) backend connections.
+pub const PIPELINED: &str = "peakgate_pipelined_statements_total";
 /// Counter: statements sqlparser could not parse (still forwarded, see routing.unparseable).
 pub const UNPARSEABLE: &str = "peakgate_unparseable_statements_total";
 /// Counter, label `code` (MySQL error code): ERR packets sent to clients, the server's and the proxy's own.
@@ -87,6 +89,7 @@ pub struct Metrics {
     pub backend_connects: Counter,
     pub statements: [Counter; StatementKind::ALL.len()],
     pub unparseable: Counter,
+    pub pipelined: Counter,
     errors: Mutex<BTreeMap<u16, u64>>,
     pub latency: Histogram,
 }
@@ -191,6 +194,13 @@ pub fn render(pools: &[Pool]) -> String {
         "Statements the SQL parser rejected (forwarded or refused per routing.unparseable).",
     );
     let _ = writeln!(s, "{UNPARSEABLE} {}", m.unparseable.get());
+    head(
+        &mut s,
+        PIPELINED,
+        "counter",
+        "Statements run on shared (pipelined) backend connections.",
+    );
+    let _ = writeln!(s, "{PIPELINED} {}", m.pipelined.get());
     head(
         &mut s,
         ERRORS,

@@ -30,6 +30,9 @@ pub struct Shared {
     /// `caching_sha2_password` fast-auth entries (SHA256(SHA256(password))) per user, filled by a
     /// successful full authentication, as MySQL's own cache is.
     pub sha2_cache: std::sync::Mutex<std::collections::HashMap<String, [u8; 32]>>,
+    pipelines: std::sync::Mutex<
+        std::collections::HashMap<(String, u32), Arc<crate::backend::pipeline::Pipeline>>,
+    >,
     next_conn_id: AtomicU32,
     client_slots: Arc<Semaphore>,
 }
@@ -37,6 +40,21 @@ pub struct Shared {
 impl Shared {
     pub fn next_conn_id(&self) -> u32 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The shared connections for `addr` and capability variant `variant`.
+    pub fn pipeline(&self, addr: &str, variant: u32) -> Arc<crate::backend::pipeline::Pipeline> {
+        let mut map = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry((addr.to_string(), variant))
+            .or_insert_with(|| {
+                Arc::new(crate::backend::pipeline::Pipeline::new(
+                    self.config.backend.pipeline_connections,
+                ))
+            })
+            .clone()
     }
 
     /// The default shard's primary.
@@ -79,6 +97,7 @@ impl Proxy {
             server_version,
             started: Instant::now(),
             tls,
+            pipelines: std::sync::Mutex::new(std::collections::HashMap::new()),
             sha2_cache: std::sync::Mutex::new(std::collections::HashMap::new()),
             next_conn_id: AtomicU32::new(1),
         });

@@ -4,6 +4,7 @@
 //! replays the client's session state on it (`BackendConn::sync_to`) and streams a command through it.
 
 pub mod conn;
+pub mod pipeline;
 pub mod pool;
 
 pub use conn::BackendConn;

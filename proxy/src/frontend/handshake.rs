@@ -69,8 +69,13 @@ impl LoggedIn {
             self.shared.default_primary(),
             self.caps & VARIANT_CAPABILITIES,
         );
+        let pipeline = self.shared.pipeline(
+            self.shared.default_primary(),
+            self.caps & VARIANT_CAPABILITIES,
+        );
         Session {
             pool,
+            pipeline,
             client,
             conn_id: self.conn_id,
             peer: self.peer,

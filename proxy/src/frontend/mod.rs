@@ -75,6 +75,8 @@ pub struct Session {
     caps: u32,
     scramble: [u8; 20],
     pool: Pool,
+    /// Shared connections for independent autocommit reads (empty when pipelining is off).
+    pipeline: Arc<crate::backend::pipeline::Pipeline>,
     state: SessionState,
     /// State right after login (charset from the handshake), restored by COM_RESET_CONNECTION.
     initial_state: SessionState,

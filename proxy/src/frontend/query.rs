@@ -44,8 +44,58 @@ impl Session {
             return Ok(());
         }
         debug!(kind = stmt.kind.as_str(), digest = %stmt.digest_text, "statement");
+        if self.is_pipelineable(&stmt)
+            && let Some(pipe) = self.pipeline.pick(&self.state.sysvars, &self.pool)
+            && let Some(schema) = self.state.schema.clone()
+        {
+            match pipe
+                .run(&schema, payload, &mut self.client, self.caps)
+                .await
+            {
+                Ok(out) => {
+                    METRICS.pipelined.inc();
+                    if out.client_gone {
+                        return Err(protocol::Error::Closed);
+                    }
+                    if let Some(code) = out.error {
+                        METRICS.error(code);
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    if let crate::backend::Error::Server { .. } = e.source {
+                        let (code, state, msg) = from_backend(&e.source);
+                        return self.send_error_raw(e.next_seq, code, &state, &msg).await;
+                    }
+                    // The shared connection failed before answering: a read is safe to run again
+                    // on a pooled connection.
+                    debug!(error = %e.source, "shared connection failed; retrying on the pool");
+                }
+            }
+        }
         self.forward(seq, payload, AnswerKind::Results, Some(&stmt))
             .await
+    }
+
+    /// Whether a statement may run on a shared (pipelined) connection: an autocommit read that
+    /// needs nothing of a connection but the database and system variables.
+    fn is_pipelineable(&self, stmt: &Statement) -> bool {
+        self.pipeline.is_enabled()
+            && self.pinned.is_none()
+            && !self.pins.holds()
+            && stmt.kind == peakgate_router::StatementKind::Read
+            && !stmt.locking_read
+            && !stmt.multi
+            && stmt.effects.is_none()
+            && stmt.hints.is_empty()
+            && self.state.user_vars.is_empty()
+            && self.state.schema.is_some()
+            // With autocommit off a read opens a transaction, which must not happen on a shared connection.
+            && self
+                .state
+                .sysvars
+                .get("autocommit")
+                .is_none_or(|v| v.eq_ignore_ascii_case("on") || v == "1")
     }
 
     /// Forwards a command without a statement to classify (COM_INIT_DB, COM_FIELD_LIST, COM_STATISTICS).

@@ -6,6 +6,22 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::constants::MAX_PAYLOAD;
 use super::{Error, Result};
 
+/// Appends one logical packet, framed (split at 16 MiB), to `out`. Returns the next sequence id.
+pub fn frame_into(out: &mut Vec<u8>, mut seq: u8, payload: &[u8]) -> u8 {
+    let mut rest = payload;
+    loop {
+        let n = rest.len().min(MAX_PAYLOAD);
+        out.extend_from_slice(&(n as u32).to_le_bytes()[..3]);
+        out.push(seq);
+        out.extend_from_slice(&rest[..n]);
+        seq = seq.wrapping_add(1);
+        rest = &rest[n..];
+        if n < MAX_PAYLOAD {
+            return seq;
+        }
+    }
+}
+
 /// A byte stream with MySQL packet framing. Reads are buffered; writes collect in a buffer until
 /// `flush`, so a whole result goes out in few syscalls.
 pub struct Framed<S> {
@@ -25,6 +41,10 @@ impl<S> Framed<S> {
 
     pub fn get_ref(&self) -> &S {
         &self.stream
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.stream
     }
 
     /// Gives back the stream and any bytes read past the last packet (none, in a well-behaved
@@ -49,19 +69,8 @@ impl<S> Framed<S> {
     }
 
     /// Queues one logical packet, splitting it at 16 MiB. Returns the next sequence id.
-    pub fn write_packet(&mut self, mut seq: u8, payload: &[u8]) -> u8 {
-        let mut rest = payload;
-        loop {
-            let n = rest.len().min(MAX_PAYLOAD);
-            self.wbuf.extend_from_slice(&(n as u32).to_le_bytes()[..3]);
-            self.wbuf.push(seq);
-            self.wbuf.extend_from_slice(&rest[..n]);
-            seq = seq.wrapping_add(1);
-            rest = &rest[n..];
-            if n < MAX_PAYLOAD {
-                return seq;
-            }
-        }
+    pub fn write_packet(&mut self, seq: u8, payload: &[u8]) -> u8 {
+        frame_into(&mut self.wbuf, seq, payload)
     }
 
     /// Queues raw bytes (already framed packets).

@@ -1,0 +1,462 @@
+//! Pipelined backend connections: independent autocommit reads of many clients share a few
+//! backend connections, their commands written together (one write carries several) and their
+//! answers read back in order (MySQL answers commands on a connection in the order it got them).
+//!
+//! How a statement goes through a `PipeConn`:
+//! 1. Under a short std mutex the session appends its framed command (preceded by COM_INIT_DB when
+//!    the connection's database differs) to the pending bytes, and its answer channel to the FIFO
+//!    of waiting answers, in the same order.
+//! 2. If no write is in flight, it becomes the flusher: it writes all pending bytes (its own and
+//!    those appended meanwhile by others) until none are left ("flat combining").
+//! 3. The connection's reader task reads answers back to back and streams each one, in bounded
+//!    chunks, to the session that waits for it; the session writes them to its client. A session
+//!    that went away has its answer read and dropped, so the connection stays in step.
+//!
+//! Only statements that need nothing of a connection but its database and system variables are
+//! eligible (the frontend decides); the rest use the pool. A broken `PipeConn` fails the statements
+//! queued on it (the frontend retries them on the pool) and is replaced in the background.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::PollSender;
+
+use super::{BackendConn, Error};
+use crate::execute::{AnswerKind, Outcome, RelayError, Source, relay_from};
+use crate::protocol::Framed;
+use crate::protocol::constants::*;
+use crate::protocol::packet::frame_into;
+use crate::protocol::response::parse_err;
+use crate::session_state::SessionState;
+
+/// What the reader task sends a waiting session.
+pub enum Answer {
+    /// Framed packets to forward to the client as they are.
+    Bytes(Vec<u8>),
+    /// The answer is complete.
+    Done(Outcome),
+    /// The answer failed; `next_seq` continues the client's sequence.
+    Failed(RelayError),
+}
+
+struct Waiter {
+    tx: mpsc::Sender<Answer>,
+    client_caps: u32,
+    init_db: bool,
+}
+
+/// One shared backend connection.
+pub struct PipeConn {
+    addr: Arc<str>,
+    /// The system variables every statement on this connection runs with.
+    pub sysvars: std::collections::BTreeMap<String, String>,
+    write: Mutex<WriteSide>,
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    waiters_changed: Notify,
+    broken: AtomicBool,
+}
+
+struct WriteSide {
+    pending: Vec<u8>,
+    /// Answers expected, in the order their commands were appended.
+    waiters: VecDeque<Waiter>,
+    /// The database the connection will be in after the pending commands.
+    schema: Option<String>,
+    flushing: bool,
+}
+
+/// Flush chunks to the session at this size.
+const CHUNK: usize = 64 * 1024;
+
+impl PipeConn {
+    /// Turns a logged-in connection into a shared one and starts its reader task.
+    pub fn start(conn: BackendConn) -> Arc<Self> {
+        let BackendConn {
+            framed,
+            caps,
+            addr,
+            state,
+            ..
+        } = conn;
+        let (stream, leftover) = framed.into_parts();
+        let (r, w) = stream.into_split();
+        let pipe = Arc::new(Self {
+            addr,
+            sysvars: state.sysvars.clone(),
+            write: Mutex::new(WriteSide {
+                pending: Vec::with_capacity(16 * 1024),
+                waiters: VecDeque::new(),
+                schema: state.schema.clone(),
+                flushing: false,
+            }),
+            writer: tokio::sync::Mutex::new(w),
+            waiters_changed: Notify::new(),
+            broken: AtomicBool::new(false),
+        });
+        debug_assert!(leftover.is_empty());
+        tokio::spawn(reader(pipe.clone(), Framed::new(r), caps, state));
+        pipe
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    fn lost(&self) -> Error {
+        Error::Protocol {
+            addr: self.addr.to_string(),
+            source: crate::protocol::Error::Malformed("shared backend connection failed"),
+        }
+    }
+
+    /// Marks the connection broken and fails every waiting statement.
+    fn fail_all(&self) {
+        self.broken.store(true, Ordering::Release);
+        let waiters: Vec<Waiter> = {
+            let mut w = self
+                .write
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            w.waiters.drain(..).collect()
+        };
+        for waiter in waiters {
+            let _ = waiter.tx.try_send(Answer::Failed(RelayError {
+                source: self.lost(),
+                next_seq: 1,
+            }));
+        }
+        self.waiters_changed.notify_one();
+    }
+
+    /// Runs one command (`payload`, command byte first) in database `schema` and relays the answer
+    /// to `client`.
+    pub async fn run<C: AsyncWrite + Unpin>(
+        &self,
+        schema: &str,
+        payload: &[u8],
+        client: &mut Framed<C>,
+        client_caps: u32,
+    ) -> Result<Outcome, RelayError> {
+        let (tx, mut rx) = mpsc::channel(4);
+        let flusher = {
+            let mut w = self
+                .write
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if self.is_broken() {
+                return Err(RelayError {
+                    source: self.lost(),
+                    next_seq: 1,
+                });
+            }
+            let init_db = w.schema.as_deref() != Some(schema);
+            if init_db {
+                let mut p = Vec::with_capacity(schema.len() + 1);
+                p.push(COM_INIT_DB);
+                p.extend_from_slice(schema.as_bytes());
+                frame_into(&mut w.pending, 0, &p);
+                w.schema = Some(schema.to_string());
+            }
+            frame_into(&mut w.pending, 0, payload);
+            w.waiters.push_back(Waiter {
+                tx,
+                client_caps,
+                init_db,
+            });
+            let flusher = !w.flushing;
+            w.flushing = true;
+            flusher
+        };
+        self.waiters_changed.notify_one();
+        if flusher {
+            self.flush_pending().await;
+        }
+        let mut outcome = None;
+        while let Some(answer) = rx.recv().await {
+            match answer {
+                Answer::Bytes(b) => {
+                    client.write_raw(&b);
+                    if client.flush().await.is_err() {
+                        // Dropping `rx` tells the reader to drain the rest of this answer.
+                        let mut out = Outcome {
+                            client_gone: true,
+                            ..Default::default()
+                        };
+                        out.client_gone = true;
+                        return Ok(out);
+                    }
+                }
+                Answer::Done(out) => {
+                    outcome = Some(out);
+                    break;
+                }
+                Answer::Failed(e) => return Err(e),
+            }
+        }
+        outcome.ok_or_else(|| RelayError {
+            source: self.lost(),
+            next_seq: 1,
+        })
+    }
+
+    /// Writes pending bytes until there are none; the caller set `flushing`.
+    async fn flush_pending(&self) {
+        // Let sessions that are ready right now append their commands first, so one write
+        // carries them all.
+        tokio::task::yield_now().await;
+        let mut writer = self.writer.lock().await;
+        loop {
+            let buf = {
+                let mut w = self
+                    .write
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if w.pending.is_empty() {
+                    w.flushing = false;
+                    return;
+                }
+                std::mem::replace(&mut w.pending, Vec::with_capacity(16 * 1024))
+            };
+            if writer.write_all(&buf).await.is_err() {
+                self.write
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .flushing = false;
+                self.fail_all();
+                return;
+            }
+        }
+    }
+}
+
+/// The reader task: answers in command order, each streamed to its waiting session.
+async fn reader(
+    pipe: Arc<PipeConn>,
+    mut framed: Framed<OwnedReadHalf>,
+    caps: u32,
+    mut state: SessionState,
+) {
+    let mut broken = false;
+    let mut sink = Framed::new(ChunkSink::default());
+    loop {
+        let next = loop {
+            let notified = pipe.waiters_changed.notified();
+            if pipe.is_broken() {
+                return;
+            }
+            let front = pipe
+                .write
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .waiters
+                .pop_front();
+            match front {
+                Some(w) => break w,
+                None => notified.await,
+            }
+        };
+        let Waiter {
+            tx,
+            client_caps,
+            init_db,
+        } = next;
+        if init_db {
+            match framed.read_packet(None, usize::MAX).await {
+                Ok((_, p)) if p.first() == Some(&0xff) => {
+                    // The database is gone: the command still runs; read its answer and drop it.
+                    let err = parse_err(&p).ok();
+                    let mut scratch = SessionState::default();
+                    sink.get_mut().tx = None;
+                    let src = Source {
+                        framed: &mut framed,
+                        caps,
+                        addr: &pipe.addr,
+                        state: &mut state,
+                        broken: &mut broken,
+                        drain_on_client_gone: true,
+                    };
+                    let _ =
+                        relay_from(src, &mut sink, caps, AnswerKind::Results, &mut scratch).await;
+                    let source = err.map_or_else(
+                        || pipe.lost(),
+                        |err| Error::Server {
+                            addr: pipe.addr.to_string(),
+                            err,
+                        },
+                    );
+                    let _ = tx
+                        .send(Answer::Failed(RelayError {
+                            source,
+                            next_seq: 1,
+                        }))
+                        .await;
+                    if broken {
+                        pipe.fail_all();
+                        return;
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = tx.try_send(Answer::Failed(RelayError {
+                        source: pipe.lost(),
+                        next_seq: 1,
+                    }));
+                    pipe.fail_all();
+                    return;
+                }
+            }
+        }
+        sink.get_mut().tx = Some(PollSender::new(tx.clone()));
+        let mut scratch = SessionState::default();
+        let src = Source {
+            framed: &mut framed,
+            caps,
+            addr: &pipe.addr,
+            state: &mut state,
+            broken: &mut broken,
+            drain_on_client_gone: true,
+        };
+        let res = relay_from(
+            src,
+            &mut sink,
+            client_caps,
+            AnswerKind::Results,
+            &mut scratch,
+        )
+        .await;
+        sink.get_mut().tx = None;
+        let answer = match res {
+            Ok(out) => Answer::Done(out),
+            Err(e) => Answer::Failed(e),
+        };
+        let _ = tx.send(answer).await;
+        if broken {
+            pipe.fail_all();
+            return;
+        }
+    }
+}
+
+/// An AsyncWrite that passes each flushed buffer to a session as one chunk, waiting while the
+/// session's channel is full (back-pressure). Without a receiver, bytes are dropped.
+#[derive(Default)]
+struct ChunkSink {
+    tx: Option<PollSender<Answer>>,
+    buf: Vec<u8>,
+}
+
+impl AsyncWrite for ChunkSink {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.tx.is_some() {
+            this.buf.extend_from_slice(data);
+        }
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.buf.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        let Some(tx) = this.tx.as_mut() else {
+            this.buf.clear();
+            return Poll::Ready(Ok(()));
+        };
+        match tx.poll_reserve(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => {
+                let chunk = std::mem::replace(&mut this.buf, Vec::with_capacity(CHUNK.min(4096)));
+                if tx.send_item(Answer::Bytes(chunk)).is_err() {
+                    return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+                }
+                Poll::Ready(Ok(()))
+            }
+            // The session went away: report it so the relay drains the rest.
+            Poll::Ready(Err(_)) => {
+                this.buf.clear();
+                Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()))
+            }
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The shared connections of one pool.
+pub struct Pipeline {
+    slots: Vec<Mutex<Option<Arc<PipeConn>>>>,
+    connecting: Vec<AtomicBool>,
+    next: AtomicUsize,
+}
+
+impl Pipeline {
+    pub fn new(connections: usize) -> Self {
+        Self {
+            slots: (0..connections).map(|_| Mutex::new(None)).collect(),
+            connecting: (0..connections).map(|_| AtomicBool::new(false)).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        !self.slots.is_empty()
+    }
+
+    /// A usable shared connection in system-variable state `sysvars`, if one is ready. Otherwise
+    /// `None` (the caller uses the pool) and, for an empty or broken slot, a replacement is opened
+    /// in the background.
+    pub fn pick(
+        self: &Arc<Self>,
+        sysvars: &std::collections::BTreeMap<String, String>,
+        pool: &super::pool::Pool,
+    ) -> Option<Arc<PipeConn>> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let slot = self.slots[i]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match slot {
+            Some(p) if !p.is_broken() => (&p.sysvars == sysvars).then_some(p),
+            _ => {
+                if !self.connecting[i].swap(true, Ordering::AcqRel) {
+                    let me = self.clone();
+                    let pool = pool.clone();
+                    let want = SessionState {
+                        sysvars: sysvars.clone(),
+                        ..Default::default()
+                    };
+                    tokio::spawn(async move {
+                        if let Ok(mut c) = pool.inner.dedicated_connection().await
+                            && c.sync_to(&want).await.is_ok()
+                        {
+                            let p = PipeConn::start(c);
+                            *me.slots[i]
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(p);
+                        }
+                        me.connecting[i].store(false, Ordering::Release);
+                    });
+                }
+                None
+            }
+        }
+    }
+}

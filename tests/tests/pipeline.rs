@@ -1,0 +1,116 @@
+//! Pipelined shared backend connections (`backend.pipeline_connections`): many clients' autocommit
+//! reads on a few shared connections, each client getting exactly its own answers, in its own
+//! database, also for large results and when a client vanishes mid-answer.
+
+use mysql_async::prelude::*;
+use peakgate_tests::TestProxy;
+use peakgate_tests::raw::{COM_QUERY, RawConn};
+
+async fn pipelined_proxy() -> anyhow::Result<TestProxy> {
+    TestProxy::start_with(|t| {
+        *t = t.replacen("[backend]", "[backend]\npipeline_connections = 2", 1);
+    })
+    .await
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_get_their_own_answers_in_their_own_database() -> anyhow::Result<()> {
+    let proxy = pipelined_proxy().await?;
+    let mut tasks = Vec::new();
+    for client in 0..40u32 {
+        let opts = proxy.opts(Some(if client % 2 == 0 { "shop" } else { "sbtest" }));
+        tasks.push(tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await?;
+            let db = if client % 2 == 0 { "shop" } else { "sbtest" };
+            for i in 0..150u32 {
+                let row: Option<(u32, u32, String, String)> = c
+                    .query_first(format!(
+                        "SELECT {client}, {i}, DATABASE(), REPEAT('p', {})",
+                        (client * 7 + i) % 300
+                    ))
+                    .await?;
+                let (c_seen, i_seen, db_seen, pad) = row.expect("one row");
+                assert_eq!((c_seen, i_seen), (client, i), "another client's answer");
+                assert_eq!(db_seen, db);
+                assert_eq!(pad.len() as u32, (client * 7 + i) % 300);
+                if i == 149 {
+                    // A statement with session effects goes through the pool (and a session
+                    // with user variables stays off the shared connections).
+                    c.query_drop(format!("SET @mine = {client}")).await?;
+                    let mine: Option<u32> = c.query_first("SELECT @mine").await?;
+                    assert_eq!(mine, Some(client));
+                }
+            }
+            c.disconnect().await?;
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let metrics = proxy.admin_get("/metrics").await?;
+    let pipelined = metric(&metrics, "peakgate_pipelined_statements_total");
+    assert!(
+        pipelined > 3_000,
+        "most reads should be pipelined, got {pipelined}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_results_and_vanishing_clients_keep_the_shared_connection_in_step()
+-> anyhow::Result<()> {
+    let proxy = pipelined_proxy().await?;
+    // Warm up the shared connections (they open in the background on first use).
+    let mut warm = proxy.conn(Some("shop")).await?;
+    for _ in 0..20 {
+        let _: Option<u32> = warm.query_first("SELECT 1").await?;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Clients that start a 20 MB answer and vanish after a few packets.
+    for _ in 0..4 {
+        let mut raw = RawConn::login(proxy.mysql, "shop", "shop", Some("shop")).await?;
+        let mut q = vec![COM_QUERY];
+        q.extend_from_slice(b"SELECT REPEAT('x', 1000) FROM seq_1_to_20000");
+        raw.write_packet(0, &q).await?;
+        for _ in 0..5 {
+            raw.expect_packet().await?;
+        }
+        drop(raw);
+    }
+    // Meanwhile and afterwards, large and small answers are whole and exact.
+    let mut handles = Vec::new();
+    for k in 0..6u32 {
+        let opts = proxy.opts(Some("shop"));
+        handles.push(tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await?;
+            for round in 0..5u32 {
+                let rows: Vec<String> = c
+                    .query("SELECT REPEAT('y', 1000) FROM seq_1_to_3000")
+                    .await?;
+                assert_eq!(rows.len(), 3000);
+                assert!(rows.iter().all(|r| r.len() == 1000));
+                let v: Option<(u32, u32)> = c.query_first(format!("SELECT {k}, {round}")).await?;
+                assert_eq!(v, Some((k, round)));
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    let metrics = proxy.admin_get("/metrics").await?;
+    assert!(
+        metric(&metrics, "peakgate_pipelined_statements_total") > 0,
+        "pipeline was used"
+    );
+    Ok(())
+}
