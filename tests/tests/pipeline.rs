@@ -114,3 +114,44 @@ async fn large_results_and_vanishing_clients_keep_the_shared_connection_in_step(
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_reads_are_pipelined_per_database_and_parameters() -> anyhow::Result<()> {
+    let proxy = pipelined_proxy().await?;
+    let before = metric(
+        &proxy.admin_get("/metrics").await?,
+        "peakgate_pipelined_statements_total",
+    );
+    let mut tasks = Vec::new();
+    for client in 0..24u32 {
+        let db = if client % 2 == 0 { "shop" } else { "sbtest" };
+        let opts = proxy.opts(Some(db));
+        tasks.push(tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await?;
+            let stmt = c.prep("SELECT ?, ? * 2, DATABASE()").await?;
+            for i in 0..100u32 {
+                let row: Option<(u32, u32, String)> = c.exec_first(&stmt, (client, i)).await?;
+                assert_eq!(
+                    row,
+                    Some((client, i * 2, db.to_string())),
+                    "client {client} round {i}"
+                );
+            }
+            c.disconnect().await?;
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let after = metric(
+        &proxy.admin_get("/metrics").await?,
+        "peakgate_pipelined_statements_total",
+    );
+    assert!(
+        after - before > 1_000,
+        "prepared reads should be pipelined: {}",
+        after - before
+    );
+    Ok(())
+}

@@ -44,13 +44,23 @@ pub enum Answer {
     Done(Outcome),
     /// The answer failed; `next_seq` continues the client's sequence.
     Failed(RelayError),
+    /// A COM_STMT_PREPARE's answer: the statement id and parameter count, or the server's error.
+    Prepared(Result<(u32, u16), crate::protocol::response::ErrPacket>),
 }
 
 struct Waiter {
     tx: mpsc::Sender<Answer>,
     client_caps: u32,
     init_db: bool,
+    /// The command is a COM_STMT_PREPARE (its answer is kept by the proxy, not relayed).
+    prepare: bool,
 }
+
+/// Statements prepared on a shared connection, by (database, SQL).
+type StmtCache = std::collections::HashMap<(Option<Arc<str>>, Arc<str>), (u32, u16)>;
+
+/// Prepared statements kept per shared connection before some are closed.
+const STMT_CACHE_SIZE: usize = 256;
 
 /// One shared backend connection.
 pub struct PipeConn {
@@ -61,6 +71,7 @@ pub struct PipeConn {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
     waiters_changed: Notify,
     broken: AtomicBool,
+    stmts: Mutex<StmtCache>,
 }
 
 struct WriteSide {
@@ -99,6 +110,7 @@ impl PipeConn {
             writer: tokio::sync::Mutex::new(w),
             waiters_changed: Notify::new(),
             broken: AtomicBool::new(false),
+            stmts: Mutex::new(StmtCache::new()),
         });
         debug_assert!(leftover.is_empty());
         tokio::spawn(reader(pipe.clone(), Framed::new(r), caps, state));
@@ -135,16 +147,16 @@ impl PipeConn {
         self.waiters_changed.notify_one();
     }
 
-    /// Runs one command (`payload`, command byte first) in database `schema` and relays the answer
-    /// to `client`.
-    pub async fn run<C: AsyncWrite + Unpin>(
+    /// Queues one command (`payload`, command byte first) to run in database `schema`; returns
+    /// the channel its answer arrives on.
+    async fn enqueue(
         &self,
         schema: &str,
         payload: &[u8],
-        client: &mut Framed<C>,
         client_caps: u32,
-    ) -> Result<Outcome, RelayError> {
-        let (tx, mut rx) = mpsc::channel(4);
+        prepare: bool,
+    ) -> Result<mpsc::Receiver<Answer>, RelayError> {
+        let (tx, rx) = mpsc::channel(4);
         let flusher = {
             let mut w = self
                 .write
@@ -169,6 +181,7 @@ impl PipeConn {
                 tx,
                 client_caps,
                 init_db,
+                prepare,
             });
             let flusher = !w.flushing;
             w.flushing = true;
@@ -178,32 +191,97 @@ impl PipeConn {
         if flusher {
             self.flush_pending().await;
         }
-        let mut outcome = None;
+        Ok(rx)
+    }
+
+    /// Runs one command (`payload`, command byte first) in database `schema` and relays the answer
+    /// to `client`.
+    pub async fn run<C: AsyncWrite + Unpin>(
+        &self,
+        schema: &str,
+        payload: &[u8],
+        client: &mut Framed<C>,
+        client_caps: u32,
+    ) -> Result<Outcome, RelayError> {
+        let mut rx = self.enqueue(schema, payload, client_caps, false).await?;
         while let Some(answer) = rx.recv().await {
             match answer {
                 Answer::Bytes(b) => {
                     client.write_raw(&b);
                     if client.flush().await.is_err() {
                         // Dropping `rx` tells the reader to drain the rest of this answer.
-                        let mut out = Outcome {
+                        return Ok(Outcome {
                             client_gone: true,
                             ..Default::default()
-                        };
-                        out.client_gone = true;
-                        return Ok(out);
+                        });
                     }
                 }
-                Answer::Done(out) => {
-                    outcome = Some(out);
-                    break;
-                }
+                Answer::Done(out) => return Ok(out),
                 Answer::Failed(e) => return Err(e),
+                Answer::Prepared(_) => break,
             }
         }
-        outcome.ok_or_else(|| RelayError {
+        Err(RelayError {
             source: self.lost(),
             next_seq: 1,
         })
+    }
+
+    /// The statement id and parameter count of `sql` prepared in `schema` on this connection,
+    /// preparing it first if needed. `Ok(Err(_))` is the server refusing the prepare.
+    pub async fn prepared(
+        &self,
+        schema: &Arc<str>,
+        sql: &Arc<str>,
+    ) -> Result<Result<(u32, u16), crate::protocol::response::ErrPacket>, RelayError> {
+        let key = (Some(schema.clone()), sql.clone());
+        if let Some(v) = self
+            .stmts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(Ok(*v));
+        }
+        let mut p = Vec::with_capacity(sql.len() + 1);
+        p.push(COM_STMT_PREPARE);
+        p.extend_from_slice(sql.as_bytes());
+        let mut rx = self.enqueue(schema, &p, 0, true).await?;
+        match rx.recv().await {
+            Some(Answer::Prepared(Ok(v))) => {
+                let evicted = {
+                    let mut stmts = self
+                        .stmts
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let evicted = if stmts.len() >= STMT_CACHE_SIZE {
+                        let k = stmts.keys().next().cloned();
+                        k.and_then(|k| stmts.remove(&k)).map(|(id, _)| id)
+                    } else {
+                        None
+                    };
+                    stmts.insert(key, v);
+                    evicted
+                };
+                if let Some(id) = evicted {
+                    // COM_STMT_CLOSE has no answer: it only joins the pending bytes.
+                    let mut w = self
+                        .write
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut close = vec![COM_STMT_CLOSE];
+                    close.extend_from_slice(&id.to_le_bytes());
+                    frame_into(&mut w.pending, 0, &close);
+                }
+                Ok(Ok(v))
+            }
+            Some(Answer::Prepared(Err(e))) => Ok(Err(e)),
+            Some(Answer::Failed(e)) => Err(e),
+            _ => Err(RelayError {
+                source: self.lost(),
+                next_seq: 1,
+            }),
+        }
     }
 
     /// Writes pending bytes until there are none; the caller set `flushing`.
@@ -266,6 +344,7 @@ async fn reader(
             tx,
             client_caps,
             init_db,
+            prepare,
         } = next;
         if init_db {
             match framed.read_packet(None, usize::MAX).await {
@@ -274,16 +353,22 @@ async fn reader(
                     let err = parse_err(&p).ok();
                     let mut scratch = SessionState::default();
                     sink.get_mut().tx = None;
-                    let src = Source {
-                        framed: &mut framed,
-                        caps,
-                        addr: &pipe.addr,
-                        state: &mut state,
-                        broken: &mut broken,
-                        drain_on_client_gone: true,
-                    };
-                    let _ =
-                        relay_from(src, &mut sink, caps, AnswerKind::Results, &mut scratch).await;
+                    if prepare {
+                        if read_prepare_answer(&mut framed, caps).await.is_err() {
+                            broken = true;
+                        }
+                    } else {
+                        let src = Source {
+                            framed: &mut framed,
+                            caps,
+                            addr: &pipe.addr,
+                            state: &mut state,
+                            broken: &mut broken,
+                            drain_on_client_gone: true,
+                        };
+                        let _ = relay_from(src, &mut sink, caps, AnswerKind::Results, &mut scratch)
+                            .await;
+                    }
                     let source = err.map_or_else(
                         || pipe.lost(),
                         |err| Error::Server {
@@ -304,6 +389,22 @@ async fn reader(
                     continue;
                 }
                 Ok(_) => {}
+                Err(_) => {
+                    let _ = tx.try_send(Answer::Failed(RelayError {
+                        source: pipe.lost(),
+                        next_seq: 1,
+                    }));
+                    pipe.fail_all();
+                    return;
+                }
+            }
+        }
+        if prepare {
+            match read_prepare_answer(&mut framed, caps).await {
+                Ok(answer) => {
+                    let _ = tx.send(Answer::Prepared(answer)).await;
+                    continue;
+                }
                 Err(_) => {
                     let _ = tx.try_send(Answer::Failed(RelayError {
                         source: pipe.lost(),
@@ -343,6 +444,27 @@ async fn reader(
             return;
         }
     }
+}
+
+/// Reads a COM_STMT_PREPARE answer: the statement id and parameter count, or the server's error.
+async fn read_prepare_answer(
+    framed: &mut Framed<OwnedReadHalf>,
+    caps: u32,
+) -> Result<Result<(u32, u16), crate::protocol::response::ErrPacket>, crate::protocol::Error> {
+    let (_, first) = framed.read_packet(None, usize::MAX).await?;
+    if first.first() == Some(&0xff) {
+        return Ok(Err(parse_err(&first)?));
+    }
+    let ok = crate::protocol::stmt::parse_prepare_ok(&first)?;
+    let eof = caps & CLIENT_DEPRECATE_EOF == 0;
+    for n in [ok.num_params, ok.num_columns] {
+        if n > 0 {
+            for _ in 0..usize::from(n) + usize::from(eof) {
+                framed.read_packet(None, usize::MAX).await?;
+            }
+        }
+    }
+    Ok(Ok((ok.stmt_id, ok.num_params)))
 }
 
 /// An AsyncWrite that passes each flushed buffer to a session as one chunk, waiting while the

@@ -143,6 +143,40 @@ impl Session {
         ps.long_data_bytes = 0;
         let ps = ps.clone();
         METRICS.statement(ps.statement.kind);
+        if long_data.is_empty()
+            && ex.flags & CURSOR_FLAGS == 0
+            && self.is_pipelineable(&ps.statement)
+            && let Some(schema) = ps.schema.clone()
+            && let Some(pipe) = self.pipeline.pick(&self.state.sysvars, &self.pool)
+            && let Ok(Ok((pipe_id, n))) = pipe.prepared(&schema, &ps.sql).await
+            && n == ps.num_params
+            && let Ok(rewritten) =
+                rewrite_execute(payload, ps.num_params, pipe_id, ps.types.as_deref())
+        {
+            // A prepare the server refuses, or a failed shared connection, falls through to the
+            // pool below, which answers exactly as it would have without pipelining.
+            match pipe
+                .run(&schema, &rewritten, &mut self.client, self.caps)
+                .await
+            {
+                Ok(out) => {
+                    METRICS.pipelined.inc();
+                    if out.client_gone {
+                        return Err(protocol::Error::Closed);
+                    }
+                    if let Some(code) = out.error {
+                        METRICS.error(code);
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    if let crate::backend::Error::Server { .. } = e.source {
+                        let (code, state, msg) = crate::errors::from_backend(&e.source);
+                        return self.send_error_raw(e.next_seq, code, &state, &msg).await;
+                    }
+                }
+            }
+        }
         let mut conn = match self.acquire().await {
             Ok(c) => c,
             Err(e) => return self.backend_failed(seq, &e).await,

@@ -79,7 +79,7 @@ impl Session {
 
     /// Whether a statement may run on a shared (pipelined) connection: an autocommit read that
     /// needs nothing of a connection but the database and system variables.
-    fn is_pipelineable(&self, stmt: &Statement) -> bool {
+    pub(super) fn is_pipelineable(&self, stmt: &Statement) -> bool {
         self.pipeline.is_enabled()
             && self.pinned.is_none()
             && !self.pins.holds()
