@@ -67,7 +67,7 @@ async fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         ("GET", "/metrics") => (
             200,
             "text/plain; version=0.0.4",
-            metrics::render(&shared.pools.all()),
+            metrics::render(&shared.pools.all(), &shared.pipeline_counts()),
         ),
         ("GET", "/status") => (200, "application/json", status_json(shared)),
         ("GET", "/") => (

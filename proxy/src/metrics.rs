@@ -19,6 +19,9 @@ pub const CLIENT_CONNECTIONS_TOTAL: &str = "peakgate_client_connections_total";
 pub const CLIENT_CONNECTIONS_REFUSED: &str = "peakgate_client_connections_refused_total";
 /// Gauge, labels `instance` (host:port), `variant` (capability bits), `state` (in_use | idle).
 pub const BACKEND_CONNECTIONS: &str = "peakgate_backend_connections";
+/// Gauge, labels `instance`, `variant`: shared (pipelined) backend connections open, on top of
+/// the pool's `peakgate_backend_connections`.
+pub const PIPELINE_CONNECTIONS: &str = "peakgate_pipeline_connections";
 /// Counter: backend connections opened.
 pub const BACKEND_CONNECTS: &str = "peakgate_backend_connects_total";
 /// Counter, label `kind` (read | write | txn_begin | txn_end | session | ddl | admin | unknown).
@@ -121,7 +124,7 @@ impl Metrics {
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
 
 /// Renders all metrics in the Prometheus text exposition format.
-pub fn render(pools: &[Pool]) -> String {
+pub fn render(pools: &[Pool], pipelines: &[(String, u32, usize)]) -> String {
     let m = &*METRICS;
     let mut s = String::with_capacity(4096);
     let head = |s: &mut String, name: &str, kind: &str, help: &str| {
@@ -201,6 +204,18 @@ pub fn render(pools: &[Pool]) -> String {
         "Statements run on shared (pipelined) backend connections.",
     );
     let _ = writeln!(s, "{PIPELINED} {}", m.pipelined.get());
+    head(
+        &mut s,
+        PIPELINE_CONNECTIONS,
+        "gauge",
+        "Shared (pipelined) backend connections open, besides the pools.",
+    );
+    for (addr, variant, open) in pipelines {
+        let _ = writeln!(
+            s,
+            "{PIPELINE_CONNECTIONS}{{instance=\"{addr}\",variant=\"{variant}\"}} {open}"
+        );
+    }
     head(
         &mut s,
         ERRORS,

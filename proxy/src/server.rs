@@ -57,6 +57,20 @@ impl Shared {
             .clone()
     }
 
+    /// Open shared (pipelined) connections per (instance, capability variant).
+    pub fn pipeline_counts(&self) -> Vec<(String, u32, usize)> {
+        let map = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut v: Vec<_> = map
+            .iter()
+            .map(|((a, var), p)| (a.clone(), *var, p.open()))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// The default shard's primary.
     pub fn default_primary(&self) -> &str {
         self.config.default_primary()

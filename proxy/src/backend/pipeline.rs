@@ -539,6 +539,19 @@ impl Pipeline {
         !self.slots.is_empty()
     }
 
+    /// How many shared connections are open and usable now.
+    pub fn open(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| {
+                s.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .as_ref()
+                    .is_some_and(|p| !p.is_broken())
+            })
+            .count()
+    }
+
     /// A usable shared connection in system-variable state `sysvars`, if one is ready. Otherwise
     /// `None` (the caller uses the pool) and, for an empty or broken slot, a replacement is opened
     /// in the background.
