@@ -155,26 +155,11 @@ impl Session {
         {
             // A prepare the server refuses, or a failed shared connection, falls through to the
             // pool below, which answers exactly as it would have without pipelining.
-            match pipe
+            let res = pipe
                 .run(&schema, &rewritten, &mut self.client, self.caps)
-                .await
-            {
-                Ok(out) => {
-                    METRICS.pipelined.inc();
-                    if out.client_gone {
-                        return Err(protocol::Error::Closed);
-                    }
-                    if let Some(code) = out.error {
-                        METRICS.error(code);
-                    }
-                    return Ok(());
-                }
-                Err(e) => {
-                    if let crate::backend::Error::Server { .. } = e.source {
-                        let (code, state, msg) = crate::errors::from_backend(&e.source);
-                        return self.send_error_raw(e.next_seq, code, &state, &msg).await;
-                    }
-                }
+                .await;
+            if let Some(answered) = self.pipelined_answer(res).await {
+                return answered;
             }
         }
         let mut conn = match self.acquire().await {

@@ -48,33 +48,44 @@ impl Session {
             && let Some(pipe) = self.pipeline.pick(&self.state.sysvars, &self.pool)
             && let Some(schema) = self.state.schema.clone()
         {
-            match pipe
+            let res = pipe
                 .run(&schema, payload, &mut self.client, self.caps)
-                .await
-            {
-                Ok(out) => {
-                    METRICS.pipelined.inc();
-                    if out.client_gone {
-                        return Err(protocol::Error::Closed);
-                    }
-                    if let Some(code) = out.error {
-                        METRICS.error(code);
-                    }
-                    return Ok(());
-                }
-                Err(e) => {
-                    if let crate::backend::Error::Server { .. } = e.source {
-                        let (code, state, msg) = from_backend(&e.source);
-                        return self.send_error_raw(e.next_seq, code, &state, &msg).await;
-                    }
-                    // The shared connection failed before answering: a read is safe to run again
-                    // on a pooled connection.
-                    debug!(error = %e.source, "shared connection failed; retrying on the pool");
-                }
+                .await;
+            if let Some(answered) = self.pipelined_answer(res).await {
+                return answered;
             }
         }
         self.forward(seq, payload, AnswerKind::Results, Some(&stmt))
             .await
+    }
+
+    /// Finishes a statement run on a shared connection: `Some` when the client got its answer
+    /// (or an error the server gave), `None` when the shared connection failed before answering,
+    /// so the statement (a read) must run again on the pool.
+    pub(super) async fn pipelined_answer(
+        &mut self,
+        res: Result<Outcome, crate::execute::RelayError>,
+    ) -> Option<Result<(), protocol::Error>> {
+        match res {
+            Ok(out) => {
+                METRICS.pipelined.inc();
+                if out.client_gone {
+                    return Some(Err(protocol::Error::Closed));
+                }
+                if let Some(code) = out.error {
+                    METRICS.error(code);
+                }
+                Some(Ok(()))
+            }
+            Err(e) => {
+                if let crate::backend::Error::Server { .. } = e.source {
+                    let (code, state, msg) = from_backend(&e.source);
+                    return Some(self.send_error_raw(e.next_seq, code, &state, &msg).await);
+                }
+                debug!(error = %e.source, "shared connection failed; retrying on the pool");
+                None
+            }
+        }
     }
 
     /// Whether a statement may run on a shared (pipelined) connection: an autocommit read that
