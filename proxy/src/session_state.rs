@@ -60,6 +60,13 @@ impl SessionState {
         }
     }
 
+    /// Whether autocommit is on (the server default unless the session turned it off).
+    pub fn is_autocommit(&self) -> bool {
+        self.sysvars
+            .get("autocommit")
+            .is_none_or(|v| v.eq_ignore_ascii_case("on") || v == "1")
+    }
+
     /// One `SET` statement that makes a connection in state `from` match `self` (schema excluded:
     /// it changes with COM_INIT_DB). `None` when nothing differs.
     pub fn replay_sql(&self, from: &SessionState) -> Option<String> {

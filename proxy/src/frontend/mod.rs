@@ -25,7 +25,7 @@ use crate::backend::pool::Pool;
 use crate::errors::{ClientError, from_protocol};
 use crate::metrics::METRICS;
 use crate::protocol::constants::*;
-use crate::protocol::response::{OkPacket, encode_eof, encode_err, encode_ok, simple_ok};
+use crate::protocol::response::{encode_eof, encode_err, simple_ok};
 use crate::protocol::tls::ClientStream;
 use crate::protocol::{self, Framed};
 use crate::server::Shared;
@@ -206,17 +206,10 @@ impl Session {
         }
         let status = self.status_flags();
         if self.caps & CLIENT_DEPRECATE_EOF != 0 {
-            let ok = OkPacket {
-                affected_rows: 0,
-                last_insert_id: 0,
-                status,
-                warnings: 0,
-                info: &[],
-                session_state: &[],
-            };
-            let mut out = Vec::new();
-            encode_ok(&mut out, 0xfe, &ok, self.caps);
-            self.client.write_packet(seq, &out);
+            // Under CLIENT_DEPRECATE_EOF the EOF becomes an OK with the EOF header.
+            let mut ok = simple_ok(status, self.caps);
+            ok[0] = 0xfe;
+            self.client.write_packet(seq, &ok);
         } else {
             self.client.write_packet(seq, &encode_eof(0, status));
         }
@@ -229,12 +222,7 @@ impl Session {
         if self.pins.in_txn {
             s |= SERVER_STATUS_IN_TRANS;
         }
-        if self
-            .state
-            .sysvars
-            .get("autocommit")
-            .is_none_or(|v| v.eq_ignore_ascii_case("on") || v == "1")
-        {
+        if self.state.is_autocommit() {
             s |= SERVER_STATUS_AUTOCOMMIT;
         }
         s

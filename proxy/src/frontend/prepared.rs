@@ -13,7 +13,7 @@ use super::Session;
 use crate::backend::PooledConn;
 use crate::backend::conn::{BackendStmt, StmtKey};
 use crate::errors::ClientError;
-use crate::execute::{AnswerKind, Outcome, relay};
+use crate::execute::{AnswerKind, Outcome};
 use crate::metrics::METRICS;
 use crate::protocol;
 use crate::protocol::constants::*;
@@ -36,7 +36,8 @@ pub struct ProxyStmt {
     pub long_data: BTreeMap<u16, Vec<u8>>,
     long_data_bytes: usize,
     long_data_overflow: bool,
-    pub statement: Statement,
+    /// Shared: every EXECUTE reads it, none changes it.
+    pub statement: Arc<Statement>,
 }
 
 const CURSOR_FLAGS: u8 = 0x07;
@@ -58,24 +59,9 @@ impl Session {
         };
         let sql: Arc<str> = Arc::from(sql);
         let schema: Option<Arc<str>> = self.state.schema.as_deref().map(Arc::from);
-        let statement = self.shared.classifier.classify(sql.as_bytes());
-        let mut conn = match self.acquire().await {
-            Ok(c) => c,
-            Err(e) => return self.backend_failed(seq, &e).await,
-        };
-        let bs = match ensure_prepared(&mut conn, schema.as_ref(), &sql).await {
-            Ok(Ok(bs)) => bs,
-            Ok(Err(err)) => {
-                self.finish(conn, &Outcome::default(), None).await;
-                return self
-                    .send_error_raw(seq, err.code, &err.sqlstate, &err.message)
-                    .await;
-            }
-            Err(e) => {
-                drop(conn);
-                self.after_lost_backend();
-                return self.backend_failed(seq, &e).await;
-            }
+        let statement = Arc::new(self.shared.classifier.classify(sql.as_bytes()));
+        let Some((conn, bs)) = self.acquire_prepared(seq, schema.as_ref(), &sql).await? else {
+            return Ok(());
         };
         let id = self.next_stmt_id;
         self.next_stmt_id = self.next_stmt_id.wrapping_add(1).max(1);
@@ -162,23 +148,11 @@ impl Session {
                 return answered;
             }
         }
-        let mut conn = match self.acquire().await {
-            Ok(c) => c,
-            Err(e) => return self.backend_failed(seq, &e).await,
-        };
-        let bs = match ensure_prepared(&mut conn, ps.schema.as_ref(), &ps.sql).await {
-            Ok(Ok(bs)) => bs,
-            Ok(Err(err)) => {
-                self.finish(conn, &Outcome::default(), None).await;
-                return self
-                    .send_error_raw(seq, err.code, &err.sqlstate, &err.message)
-                    .await;
-            }
-            Err(e) => {
-                drop(conn);
-                self.after_lost_backend();
-                return self.backend_failed(seq, &e).await;
-            }
+        let Some((mut conn, bs)) = self
+            .acquire_prepared(seq, ps.schema.as_ref(), &ps.sql)
+            .await?
+        else {
+            return Ok(());
         };
         let rewritten = match rewrite_execute(payload, ps.num_params, bs.id, ps.types.as_deref()) {
             Ok(r) => r,
@@ -196,43 +170,41 @@ impl Session {
             p.extend_from_slice(data);
             conn.framed.write_packet(0, &p);
         }
-        if let Err(e) = conn.send_command(&rewritten).await {
-            drop(conn);
-            self.after_lost_backend();
-            return self.backend_failed(seq, &e).await;
-        }
-        match relay(
-            &mut conn,
-            &mut self.client,
-            self.caps,
+        self.send_and_relay(
+            seq,
+            conn,
+            &rewritten,
             AnswerKind::Results,
-            &mut self.state,
+            Some(&ps.statement.effects),
+            ex.flags & CURSOR_FLAGS != 0,
         )
         .await
-        {
-            Ok(out) => {
-                if out.client_gone {
-                    drop(conn);
-                    self.after_lost_backend();
-                    return Err(protocol::Error::Closed);
-                }
-                if let Some(code) = out.error {
-                    METRICS.error(code);
-                }
-                if ex.flags & CURSOR_FLAGS != 0 && out.status & SERVER_STATUS_CURSOR_EXISTS != 0 {
-                    self.pins.sticky = true;
-                }
-                self.finish(conn, &out, Some(&ps.statement.effects)).await;
-                if ex.flags & CURSOR_FLAGS != 0 && out.status & SERVER_STATUS_CURSOR_EXISTS != 0 {
-                    self.pins.sticky = true;
-                }
-                Ok(())
+    }
+
+    /// A backend connection with `sql` prepared on it in `schema`. `None` when the client has
+    /// already been answered with the error (the server refused the prepare, or the backend failed).
+    async fn acquire_prepared(
+        &mut self,
+        seq: u8,
+        schema: Option<&Arc<str>>,
+        sql: &Arc<str>,
+    ) -> Result<Option<(PooledConn, BackendStmt)>, protocol::Error> {
+        let mut conn = match self.acquire().await {
+            Ok(c) => c,
+            Err(e) => return self.backend_failed(seq, &e).await.map(|()| None),
+        };
+        match ensure_prepared(&mut conn, schema, sql).await {
+            Ok(Ok(bs)) => Ok(Some((conn, bs))),
+            Ok(Err(err)) => {
+                self.finish(conn, &Outcome::default(), None).await;
+                self.send_error_raw(seq, err.code, &err.sqlstate, &err.message)
+                    .await
+                    .map(|()| None)
             }
             Err(e) => {
                 drop(conn);
                 self.after_lost_backend();
-                let (code, state, msg) = crate::errors::from_backend(&e.source);
-                self.send_error_raw(e.next_seq, code, &state, &msg).await
+                self.backend_failed(seq, &e).await.map(|()| None)
             }
         }
     }
@@ -246,7 +218,7 @@ impl Session {
         let ps = id
             .and_then(|id| self.stmts.get(&id))
             .map(|s| (s.schema.clone(), s.sql.clone()));
-        let (Some((schema, sql)), Some(mut conn)) = (ps, self.pinned.take()) else {
+        let (Some((schema, sql)), Some(conn)) = (ps, self.pinned.take()) else {
             let e = ClientError::new(1421, "HY000", "The statement has no open cursor");
             self.send_error(seq, &e).await;
             return Ok(());
@@ -260,37 +232,9 @@ impl Session {
         };
         let mut p = payload.to_vec();
         set_stmt_id(&mut p, 1, bs_id);
-        if let Err(e) = conn.send_command(&p).await {
-            drop(conn);
-            self.after_lost_backend();
-            return self.backend_failed(seq, &e).await;
-        }
-        match relay(
-            &mut conn,
-            &mut self.client,
-            self.caps,
-            AnswerKind::Rows,
-            &mut self.state,
-        )
-        .await
-        {
-            Ok(out) if !out.client_gone => {
-                let sticky = self.pins.sticky;
-                self.finish(conn, &out, None).await;
-                self.pins.sticky |= sticky;
-                Ok(())
-            }
-            Ok(_) => {
-                self.after_lost_backend();
-                Err(protocol::Error::Closed)
-            }
-            Err(e) => {
-                drop(conn);
-                self.after_lost_backend();
-                let (code, state, msg) = crate::errors::from_backend(&e.source);
-                self.send_error_raw(e.next_seq, code, &state, &msg).await
-            }
-        }
+        // `finish` keeps the connection: the cursor's `sticky` pin holds until the session resets.
+        self.send_and_relay(seq, conn, &p, AnswerKind::Rows, None, false)
+            .await
     }
 
     /// COM_STMT_SEND_LONG_DATA has no answer; data is kept until the next EXECUTE.

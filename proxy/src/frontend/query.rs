@@ -102,11 +102,7 @@ impl Session {
             && self.state.user_vars.is_empty()
             && self.state.schema.is_some()
             // With autocommit off a read opens a transaction, which must not happen on a shared connection.
-            && self
-                .state
-                .sysvars
-                .get("autocommit")
-                .is_none_or(|v| v.eq_ignore_ascii_case("on") || v == "1")
+            && self.state.is_autocommit()
     }
 
     /// Forwards a command without a statement to classify (COM_INIT_DB, COM_FIELD_LIST, COM_STATISTICS).
@@ -126,10 +122,26 @@ impl Session {
         kind: AnswerKind,
         stmt: Option<&Statement>,
     ) -> Result<(), protocol::Error> {
-        let mut conn = match self.acquire().await {
+        let conn = match self.acquire().await {
             Ok(c) => c,
             Err(e) => return self.backend_failed(seq, &e).await,
         };
+        self.send_and_relay(seq, conn, payload, kind, stmt.map(|s| &s.effects), false)
+            .await
+    }
+
+    /// Sends `payload` on `conn` (after anything already queued on it), relays the answer to the
+    /// client, then lets `finish` decide what the session keeps. `cursor` marks an EXECUTE that
+    /// asked for a cursor: if the server opened one, the connection stays with the session.
+    pub(super) async fn send_and_relay(
+        &mut self,
+        seq: u8,
+        mut conn: PooledConn,
+        payload: &[u8],
+        kind: AnswerKind,
+        effects: Option<&SessionEffects>,
+        cursor: bool,
+    ) -> Result<(), protocol::Error> {
         if let Err(e) = conn.send_command(payload).await {
             drop(conn);
             self.after_lost_backend();
@@ -153,7 +165,10 @@ impl Session {
                 if let Some(code) = out.error {
                     METRICS.error(code);
                 }
-                self.finish(conn, &out, stmt.map(|s| &s.effects)).await;
+                if cursor && out.status & SERVER_STATUS_CURSOR_EXISTS != 0 {
+                    self.pins.sticky = true;
+                }
+                self.finish(conn, &out, effects).await;
                 Ok(())
             }
             Err(e) => {
