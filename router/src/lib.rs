@@ -14,6 +14,8 @@
 //!   classification rules; `classify/parse.rs` is the sqlparser side.
 //! - [`digest`]: the normalised fingerprint text and its FNV-1a 64 hash.
 //! - [`hints`]: `/* peakgate: route=reporting shard=s1 */` comment hints.
+//! - [`plan`]: where a statement runs in its shard (primary, replica by lag and read-your-writes,
+//!   reporting), from the statement, the session's facts and the replicas' state.
 //! - [`error`]: [`Error`], this crate's error enum.
 //! - `keyword.rs` (private): the fixed keyword table the scanner matches words against.
 //!
@@ -25,6 +27,7 @@ pub mod error;
 pub mod hints;
 mod keyword;
 pub mod lexer;
+pub mod plan;
 
 pub use classify::{Classifier, SessionEffects, Statement, StatementKind};
 pub use error::Error;
