@@ -67,7 +67,11 @@ async fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         ("GET", "/metrics") => (
             200,
             "text/plain; version=0.0.4",
-            metrics::render(&shared.pools.all(), &shared.pipeline_counts()),
+            metrics::render(
+                &shared.pools.all(),
+                &shared.pipeline_counts(),
+                &shared.topology,
+            ),
         ),
         ("GET", "/status") => (200, "application/json", status_json(shared)),
         ("GET", "/") => (
@@ -115,6 +119,28 @@ fn status_json(shared: &Shared) -> String {
         .iter()
         .map(|s| json!({"name": s.name, "primary": s.primary, "replicas": s.replicas, "reporting": s.reporting}))
         .collect();
+    let instances: Vec<_> = shared
+        .topology
+        .instances
+        .iter()
+        .map(|i| {
+            use peakgate_router::plan::ReplicaView;
+            let h = i.health();
+            json!({
+                "instance": &*i.addr,
+                "shard": shared.topology.shards[i.shard].name,
+                "role": i.role.as_str(),
+                "state": h.state,
+                "detail": h.detail,
+                "eligible": i.is_eligible(),
+                "lag_ms": i.lag(),
+                "seconds_behind_master": h.seconds_behind,
+                "gtid_position": i.position().to_string(),
+                "in_flight": i.in_flight_now(),
+                "checked_unix_ms": h.checked_unix_ms,
+            })
+        })
+        .collect();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "server_version": shared.server_version,
@@ -123,6 +149,7 @@ fn status_json(shared: &Shared) -> String {
         "max_client_connections": cfg.proxy.max_client_connections,
         "default_shard": cfg.routing.default_shard,
         "shards": shards,
+        "instances": instances,
         "pools": pools,
         "statement_cache_entries": shared.classifier.cache_len(),
     })

@@ -156,6 +156,144 @@ pub struct Routing {
     /// What to do with SQL the parser rejects: send it to the default primary, or refuse it.
     #[serde(default)]
     pub unparseable: Unparseable,
+    /// Send plain reads to replicas (false: everything runs on the primary; hints still apply).
+    #[serde(default = "yes")]
+    pub replica_reads: bool,
+    /// A replica whose measured lag is above this gets no reads.
+    #[serde(default = "default_max_lag")]
+    pub max_replica_lag_ms: u64,
+    /// When no replica is eligible: read the primary, or refuse the read.
+    #[serde(default)]
+    pub lag_fallback: LagFallback,
+    /// A replica that was out must stay healthy and under the lag limit this long before it
+    /// takes reads again.
+    #[serde(default = "default_hold_down")]
+    pub hold_down_ms: u64,
+    /// How often the proxy writes the heartbeat row on every primary and reads it on every replica.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_ms: u64,
+    /// A replica that does not answer the monitor within this is out (connect and probe timeout).
+    #[serde(default = "default_health_timeout")]
+    pub health_timeout_ms: u64,
+    /// Read-your-writes mode: `gtid` (default), `sticky_primary_ms`, or `off`.
+    #[serde(default)]
+    pub read_your_writes: ReadYourWritesMode,
+    /// For `read_your_writes = "sticky_primary_ms"`: reads go to the primary this long after a write.
+    #[serde(default = "default_sticky")]
+    pub sticky_primary_ms: u64,
+    /// For `read_your_writes = "gtid"`: how long a replica may wait (MASTER_GTID_WAIT) for the
+    /// session's last write before the read goes to the primary; 0 reads the primary at once.
+    #[serde(default = "default_ryw_wait")]
+    pub ryw_wait_ms: u64,
+    /// Reporting reads in flight per reporting instance; more wait (up to
+    /// `backend.pool_wait_timeout_ms`), so reports cannot take the pools from checkout traffic.
+    #[serde(default = "default_reporting_concurrency")]
+    pub reporting_max_concurrency: usize,
+    /// Routing rules by user and statement kind, first match wins; a hint beats a rule.
+    #[serde(default)]
+    pub rules: Vec<RouteRule>,
+}
+
+/// `[[routing.rules]]`: statements of `user` and/or `kind` go to `route`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRule {
+    /// Only this client user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Only this statement kind: read, write, txn_begin, txn_end, session, ddl, admin, unknown.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// primary | replica | reporting.
+    pub route: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LagFallback {
+    /// Read the primary.
+    #[default]
+    Primary,
+    /// Refuse the read with ERR 1105 naming the setting.
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadYourWritesMode {
+    /// No guarantee.
+    Off,
+    /// Reads go to the primary for `sticky_primary_ms` after the session's last write.
+    StickyPrimaryMs,
+    /// Reads go to a replica that has applied the session's last write (see `ryw_wait_ms`).
+    #[default]
+    Gtid,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_lag() -> u64 {
+    500
+}
+fn default_hold_down() -> u64 {
+    1000
+}
+fn default_heartbeat() -> u64 {
+    100
+}
+fn default_health_timeout() -> u64 {
+    500
+}
+fn default_sticky() -> u64 {
+    1000
+}
+fn default_ryw_wait() -> u64 {
+    50
+}
+fn default_reporting_concurrency() -> usize {
+    8
+}
+
+impl Routing {
+    /// The planner's view of these settings (rules were validated at load).
+    pub fn read_policy(&self) -> peakgate_router::plan::ReadPolicy {
+        use peakgate_router::plan::{self as p, ReadYourWrites};
+        p::ReadPolicy {
+            replica_reads: self.replica_reads,
+            read_your_writes: match self.read_your_writes {
+                ReadYourWritesMode::Off => ReadYourWrites::Off,
+                ReadYourWritesMode::StickyPrimaryMs => ReadYourWrites::StickyPrimary {
+                    ms: self.sticky_primary_ms,
+                },
+                ReadYourWritesMode::Gtid => ReadYourWrites::Gtid {
+                    wait_ms: self.ryw_wait_ms,
+                },
+            },
+            lag_fallback: match self.lag_fallback {
+                LagFallback::Primary => p::LagFallback::Primary,
+                LagFallback::Error => p::LagFallback::Error,
+            },
+            rules: self
+                .rules
+                .iter()
+                .filter_map(|r| {
+                    Some(p::Rule {
+                        user: r.user.clone(),
+                        kind: match &r.kind {
+                            Some(k) => Some(parse_kind(k)?),
+                            None => None,
+                        },
+                        route: peakgate_router::RouteHint::parse(r.route.as_bytes())?,
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+fn parse_kind(k: &str) -> Option<peakgate_router::StatementKind> {
+    peakgate_router::StatementKind::from_name(&k.to_ascii_lowercase())
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -276,6 +414,34 @@ impl Config {
                 self.routing.default_shard,
                 at(&self.routing.default_shard)
             ));
+        }
+        for (i, r) in self.routing.rules.iter().enumerate() {
+            if peakgate_router::RouteHint::parse(r.route.as_bytes()).is_none() {
+                errs.push(format!(
+                    "routing.rules[{i}].route: \"{}\" is not primary, replica or reporting{}",
+                    r.route,
+                    at(&r.route)
+                ));
+            }
+            if let Some(k) = &r.kind
+                && parse_kind(k).is_none()
+            {
+                let kinds: Vec<&str> = peakgate_router::StatementKind::ALL
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect();
+                errs.push(format!(
+                    "routing.rules[{i}].kind: \"{k}\" is not one of {}{}",
+                    kinds.join(", "),
+                    at(k)
+                ));
+            }
+        }
+        if self.routing.heartbeat_ms == 0 {
+            errs.push("routing.heartbeat_ms: must be at least 1".into());
+        }
+        if self.routing.reporting_max_concurrency == 0 {
+            errs.push("routing.reporting_max_concurrency: must be at least 1".into());
         }
         if let Some(h) = &self.hotspot
             && h.instance.parse::<SocketAddr>().is_err()

@@ -7,7 +7,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::backend::BackendConn;
 use crate::protocol::codec::Reader;
 use crate::protocol::constants::*;
-use crate::protocol::response::{encode_ok, parse_eof, parse_err, parse_ok, state_changes};
+use crate::protocol::response::{
+    StateChange, encode_ok, parse_eof, parse_err, parse_ok, state_changes,
+};
 use crate::protocol::{self, Framed};
 use crate::session_state::SessionState;
 
@@ -38,6 +40,8 @@ pub struct Outcome {
     pub error: Option<u16>,
     /// The client stopped reading (write failed); the backend connection was abandoned mid-answer.
     pub client_gone: bool,
+    /// The GTID of a transaction this command committed (session tracking of `last_gtid`).
+    pub gtid: Option<peakgate_router::plan::Gtid>,
 }
 
 /// A failure of the backend while relaying; `next_seq` is where an ERR to the client continues.
@@ -45,6 +49,8 @@ pub struct Outcome {
 pub struct RelayError {
     pub source: crate::backend::Error,
     pub next_seq: u8,
+    /// Part of the answer was already flushed to the client (so the command cannot be retried).
+    pub flushed: bool,
 }
 
 enum Phase {
@@ -112,15 +118,16 @@ pub async fn relay_from<R: AsyncRead + Unpin, C: AsyncWrite + Unpin>(
     let mut continuation = false;
     let mut next_seq = 1u8;
     let mut rewritten = Vec::new();
+    let mut flushed = false;
     loop {
         if let Err(e) = src.framed.fill(4).await {
-            return Err(fail(&mut src, e, next_seq));
+            return Err(fail(&mut src, e, next_seq, flushed));
         }
         let b = src.framed.buffered();
         let len = usize::from(b[0]) | usize::from(b[1]) << 8 | usize::from(b[2]) << 16;
         next_seq = b[3].wrapping_add(1);
         if let Err(e) = src.framed.fill(4 + len).await {
-            return Err(fail(&mut src, e, next_seq));
+            return Err(fail(&mut src, e, next_seq, flushed));
         }
         let frame = &src.framed.buffered()[..4 + len];
         let payload = &frame[4..];
@@ -136,7 +143,7 @@ pub async fn relay_from<R: AsyncRead + Unpin, C: AsyncWrite + Unpin>(
                     Some(0x00) => {
                         let more = match handle_ok(src.caps, payload, want, src.state, &mut out) {
                             Ok(v) => v,
-                            Err(e) => return Err(fail(&mut src, e, next_seq)),
+                            Err(e) => return Err(fail(&mut src, e, next_seq, flushed)),
                         };
                         if client_caps & CLIENT_SESSION_TRACK == 0 {
                             rewrite_ok(src.caps, client_caps, payload, frame[3], &mut rewritten);
@@ -158,6 +165,7 @@ pub async fn relay_from<R: AsyncRead + Unpin, C: AsyncWrite + Unpin>(
                                 ),
                             },
                             next_seq: frame[3],
+                            flushed,
                         });
                     }
                     _ => {
@@ -185,7 +193,7 @@ pub async fn relay_from<R: AsyncRead + Unpin, C: AsyncWrite + Unpin>(
                             let more = match handle_ok(src.caps, payload, want, src.state, &mut out)
                             {
                                 Ok(v) => v,
-                                Err(e) => return Err(fail(&mut src, e, next_seq)),
+                                Err(e) => return Err(fail(&mut src, e, next_seq, flushed)),
                             };
                             if client_caps & CLIENT_SESSION_TRACK == 0 {
                                 rewrite_ok(
@@ -228,6 +236,7 @@ pub async fn relay_from<R: AsyncRead + Unpin, C: AsyncWrite + Unpin>(
         }
         src.framed.consume(4 + len);
         if (done && !continuation) || client.pending_write() >= FLUSH_AT {
+            flushed = true;
             if !out.client_gone && client.flush().await.is_err() {
                 out.client_gone = true;
             }
@@ -243,7 +252,7 @@ pub async fn relay_from<R: AsyncRead + Unpin, C: AsyncWrite + Unpin>(
     }
 }
 
-fn fail<R>(src: &mut Source<'_, R>, e: protocol::Error, next_seq: u8) -> RelayError {
+fn fail<R>(src: &mut Source<'_, R>, e: protocol::Error, next_seq: u8, flushed: bool) -> RelayError {
     *src.broken = true;
     RelayError {
         source: crate::backend::Error::Protocol {
@@ -251,6 +260,7 @@ fn fail<R>(src: &mut Source<'_, R>, e: protocol::Error, next_seq: u8) -> RelayEr
             source: e,
         },
         next_seq,
+        flushed,
     }
 }
 
@@ -271,6 +281,16 @@ fn handle_ok(
     }
     if !ok.session_state.is_empty() {
         let ch = state_changes(ok.session_state)?;
+        for c in &ch {
+            if let StateChange::SystemVariable { name, value } = c
+                && name.eq_ignore_ascii_case(b"last_gtid")
+                && let Some(g) = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(peakgate_router::plan::Gtid::parse)
+            {
+                out.gtid = Some(g);
+            }
+        }
         want.apply(&ch);
         have.apply(&ch);
     }

@@ -32,6 +32,24 @@ pub const PIPELINED: &str = "peakgate_pipelined_statements_total";
 pub const UNPARSEABLE: &str = "peakgate_unparseable_statements_total";
 /// Counter, label `code` (MySQL error code): ERR packets sent to clients, the server's and the proxy's own.
 pub const ERRORS: &str = "peakgate_errors_total";
+/// Counter, label `role` (primary | replica | reporting): statements by the role of the instance
+/// that ran them (pinned connections included).
+pub const ROUTED: &str = "peakgate_routed_statements_total";
+/// Counter: reads that waited on a replica for the session's last write (MASTER_GTID_WAIT).
+pub const RYW_WAITS: &str = "peakgate_ryw_waits_total";
+/// Counter: reads that went to the primary because no replica had the session's last write in time.
+pub const RYW_FALLBACKS: &str = "peakgate_ryw_primary_fallbacks_total";
+/// Counter: reads that went to the primary because no replica was eligible (lag, health).
+pub const LAG_FALLBACKS: &str = "peakgate_lag_fallbacks_total";
+/// Counter: reads retried on another instance after a replica failed before answering.
+pub const READ_RETRIES: &str = "peakgate_read_retries_total";
+/// Gauge, labels `instance`, `shard`, `role`: replica lag in milliseconds measured by the
+/// heartbeat (absent while unknown).
+pub const REPLICA_LAG: &str = "peakgate_replica_lag_ms";
+/// Gauge, labels `instance`, `shard`, `role`: 1 when the instance takes reads.
+pub const INSTANCE_ELIGIBLE: &str = "peakgate_instance_eligible";
+/// Gauge, labels `instance`, `shard`, `role`: routed requests in flight.
+pub const INSTANCE_IN_FLIGHT: &str = "peakgate_instance_in_flight";
 /// Histogram (seconds): statement latency seen by the proxy, command received to answer flushed.
 pub const STATEMENT_DURATION: &str = "peakgate_statement_duration_seconds";
 
@@ -93,6 +111,12 @@ pub struct Metrics {
     pub statements: [Counter; StatementKind::ALL.len()],
     pub unparseable: Counter,
     pub pipelined: Counter,
+    /// By role: primary, replica, reporting.
+    pub routed: [Counter; 3],
+    pub ryw_waits: Counter,
+    pub ryw_fallbacks: Counter,
+    pub lag_fallbacks: Counter,
+    pub read_retries: Counter,
     errors: Mutex<BTreeMap<u16, u64>>,
     pub latency: Histogram,
 }
@@ -102,6 +126,16 @@ impl Metrics {
         if let Some(i) = StatementKind::ALL.iter().position(|k| *k == kind) {
             self.statements[i].inc();
         }
+    }
+
+    pub fn routed(&self, role: peakgate_router::plan::Role) {
+        use peakgate_router::plan::Role;
+        let i = match role {
+            Role::Primary => 0,
+            Role::Replica => 1,
+            Role::Reporting => 2,
+        };
+        self.routed[i].inc();
     }
 
     pub fn error(&self, code: u16) {
@@ -124,7 +158,11 @@ impl Metrics {
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
 
 /// Renders all metrics in the Prometheus text exposition format.
-pub fn render(pools: &[Pool], pipelines: &[(String, u32, usize)]) -> String {
+pub fn render(
+    pools: &[Pool],
+    pipelines: &[(String, u32, usize)],
+    topo: &crate::backend::topology::Topology,
+) -> String {
     let m = &*METRICS;
     let mut s = String::with_capacity(4096);
     let head = |s: &mut String, name: &str, kind: &str, help: &str| {
@@ -215,6 +253,85 @@ pub fn render(pools: &[Pool], pipelines: &[(String, u32, usize)]) -> String {
             s,
             "{PIPELINE_CONNECTIONS}{{instance=\"{addr}\",variant=\"{variant}\"}} {open}"
         );
+    }
+    head(
+        &mut s,
+        ROUTED,
+        "counter",
+        "Statements by the role of the instance that ran them.",
+    );
+    for (role, c) in ["primary", "replica", "reporting"].iter().zip(&m.routed) {
+        let _ = writeln!(s, "{ROUTED}{{role=\"{role}\"}} {}", c.get());
+    }
+    for (name, help, c) in [
+        (
+            RYW_WAITS,
+            "Reads that waited on a replica for the session's last write.",
+            &m.ryw_waits,
+        ),
+        (
+            RYW_FALLBACKS,
+            "Reads sent to the primary: no replica had the session's last write in time.",
+            &m.ryw_fallbacks,
+        ),
+        (
+            LAG_FALLBACKS,
+            "Reads sent to the primary: no replica was eligible.",
+            &m.lag_fallbacks,
+        ),
+        (
+            READ_RETRIES,
+            "Reads retried elsewhere after a replica failed before answering.",
+            &m.read_retries,
+        ),
+    ] {
+        head(&mut s, name, "counter", help);
+        let _ = writeln!(s, "{name} {}", c.get());
+    }
+    head(
+        &mut s,
+        REPLICA_LAG,
+        "gauge",
+        "Replica lag measured by the heartbeat, in milliseconds.",
+    );
+    for sh in &topo.shards {
+        for i in sh.replicas.iter().chain(&sh.reporting) {
+            if let Some(l) = i.lag() {
+                let _ = writeln!(
+                    s,
+                    "{REPLICA_LAG}{{instance=\"{}\",shard=\"{}\",role=\"{}\"}} {l}",
+                    i.addr,
+                    sh.name,
+                    i.role.as_str()
+                );
+            }
+        }
+    }
+    for (name, help) in [
+        (INSTANCE_ELIGIBLE, "1 when the instance takes reads."),
+        (INSTANCE_IN_FLIGHT, "Routed requests in flight."),
+    ] {
+        head(&mut s, name, "gauge", help);
+        for sh in &topo.shards {
+            for i in std::iter::once(&sh.primary)
+                .chain(&sh.replicas)
+                .chain(&sh.reporting)
+            {
+                use peakgate_router::plan::ReplicaView;
+                let v = if name == INSTANCE_ELIGIBLE {
+                    u32::from(i.is_eligible())
+                } else {
+                    i.in_flight_now()
+                };
+                let _ = writeln!(
+                    s,
+                    "{name}{{instance=\"{}\",shard=\"{}\",role=\"{}\"}} {v}",
+                    i.addr,
+                    sh.name,
+                    i.role.as_str()
+                );
+            }
+        }
     }
     head(
         &mut s,

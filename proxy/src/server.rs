@@ -22,6 +22,10 @@ pub struct Shared {
     pub config: Config,
     pub accounts: Vec<Account>,
     pub pools: Pools,
+    /// Every shard's instances with the live state the monitor keeps.
+    pub topology: Arc<crate::backend::topology::Topology>,
+    /// The read-routing policy from `[routing]`.
+    pub read_policy: peakgate_router::plan::ReadPolicy,
     pub classifier: Classifier,
     pub server_version: String,
     pub started: Instant,
@@ -104,6 +108,8 @@ impl Proxy {
         };
         let shared = Arc::new(Shared {
             accounts: config.accounts(),
+            topology: Arc::new(crate::backend::topology::Topology::from_config(&config)),
+            read_policy: config.routing.read_policy(),
             client_slots: Arc::new(Semaphore::new(config.proxy.max_client_connections)),
             config,
             pools,
@@ -147,6 +153,7 @@ impl Proxy {
             let rx = shutdown.clone();
             tokio::spawn(crate::admin::serve(admin, s, rx).instrument(info_span!("admin")));
         }
+        crate::backend::monitor::spawn(&shared.topology, &shared.config, shutdown.clone());
         loop {
             tokio::select! {
                 accepted = mysql.accept() => match accepted {

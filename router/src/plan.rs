@@ -78,24 +78,22 @@ impl std::fmt::Display for Gtid {
 /// (`@@gtid_slave_pos`). Sequence numbers only grow within a domain, so a position that has
 /// reached a GTID stays past it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GtidPos(Vec<(u32, u64)>);
+pub struct GtidPos(Vec<Gtid>);
 
 impl GtidPos {
-    /// Parses `0-1-5,11-3311-9` (empty text: no position).
+    /// Parses `0-1-5,11-3311-9` (empty text: no position). Per domain the highest sequence counts.
     pub fn parse(s: &str) -> GtidPos {
-        let mut v: Vec<(u32, u64)> = s
-            .split(',')
-            .filter_map(Gtid::parse)
-            .map(|g| (g.domain, g.seq))
-            .collect();
-        v.sort_unstable();
-        v.dedup_by_key(|e| e.0);
+        let mut v: Vec<Gtid> = s.split(',').filter_map(Gtid::parse).collect();
+        v.sort_unstable_by(|a, b| a.domain.cmp(&b.domain).then(b.seq.cmp(&a.seq)));
+        v.dedup_by_key(|g| g.domain);
         GtidPos(v)
     }
 
     /// Whether the transaction `g` has been applied here.
     pub fn has_reached(&self, g: &Gtid) -> bool {
-        self.0.iter().any(|&(d, seq)| d == g.domain && seq >= g.seq)
+        self.0
+            .iter()
+            .any(|p| p.domain == g.domain && p.seq >= g.seq)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -105,11 +103,11 @@ impl GtidPos {
 
 impl std::fmt::Display for GtidPos {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, (d, s)) in self.0.iter().enumerate() {
+        for (i, g) in self.0.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }
-            write!(f, "{d}-?-{s}")?;
+            write!(f, "{g}")?;
         }
         Ok(())
     }
@@ -124,6 +122,18 @@ pub trait ReplicaView {
     fn has_reached(&self, g: &Gtid) -> bool;
     /// Requests in flight on this instance now.
     fn in_flight(&self) -> u32;
+}
+
+impl<T: ReplicaView> ReplicaView for std::sync::Arc<T> {
+    fn is_eligible(&self) -> bool {
+        (**self).is_eligible()
+    }
+    fn has_reached(&self, g: &Gtid) -> bool {
+        (**self).has_reached(g)
+    }
+    fn in_flight(&self) -> u32 {
+        (**self).in_flight()
+    }
 }
 
 /// Read-your-writes: how a session's reads see its own writes.

@@ -2,10 +2,14 @@
 //!
 //! Start at `pool::Pools::get`, which hands out a `conn::BackendConn` for an instance; the frontend
 //! replays the client's session state on it (`BackendConn::sync_to`) and streams a command through it.
+//! `topology` holds every shard's instances with their live state; `monitor` keeps that state
+//! (heartbeat lag, replication threads, health) for the router.
 
 pub mod conn;
+pub mod monitor;
 pub mod pipeline;
 pub mod pool;
+pub mod topology;
 
 pub use conn::BackendConn;
 pub use pool::{PooledConn, Pools};

@@ -142,6 +142,7 @@ impl PipeConn {
             let _ = waiter.tx.try_send(Answer::Failed(RelayError {
                 source: self.lost(),
                 next_seq: 1,
+                flushed: false,
             }));
         }
         self.waiters_changed.notify_one();
@@ -166,6 +167,7 @@ impl PipeConn {
                 return Err(RelayError {
                     source: self.lost(),
                     next_seq: 1,
+                    flushed: false,
                 });
             }
             let init_db = w.schema.as_deref() != Some(schema);
@@ -224,6 +226,7 @@ impl PipeConn {
         Err(RelayError {
             source: self.lost(),
             next_seq: 1,
+            flushed: false,
         })
     }
 
@@ -280,6 +283,7 @@ impl PipeConn {
             _ => Err(RelayError {
                 source: self.lost(),
                 next_seq: 1,
+                flushed: false,
             }),
         }
     }
@@ -380,6 +384,7 @@ async fn reader(
                         .send(Answer::Failed(RelayError {
                             source,
                             next_seq: 1,
+                            flushed: false,
                         }))
                         .await;
                     if broken {
@@ -393,6 +398,7 @@ async fn reader(
                     let _ = tx.try_send(Answer::Failed(RelayError {
                         source: pipe.lost(),
                         next_seq: 1,
+                        flushed: false,
                     }));
                     pipe.fail_all();
                     return;
@@ -409,6 +415,7 @@ async fn reader(
                     let _ = tx.try_send(Answer::Failed(RelayError {
                         source: pipe.lost(),
                         next_seq: 1,
+                        flushed: false,
                     }));
                     pipe.fail_all();
                     return;

@@ -69,13 +69,11 @@ impl LoggedIn {
             self.shared.default_primary(),
             self.caps & VARIANT_CAPABILITIES,
         );
-        let pipeline = self.shared.pipeline(
-            self.shared.default_primary(),
-            self.caps & VARIANT_CAPABILITIES,
-        );
         Session {
             pool,
-            pipeline,
+            handles: Vec::new(),
+            last_write: None,
+            last_gtid: None,
             client,
             conn_id: self.conn_id,
             peer: self.peer,

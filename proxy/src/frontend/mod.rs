@@ -11,6 +11,7 @@
 mod handshake;
 mod prepared;
 mod query;
+mod route;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -74,9 +75,14 @@ pub struct Session {
     user: String,
     caps: u32,
     scramble: [u8; 20],
+    /// The default primary's pool (login checks; statements go through `route`).
     pool: Pool,
-    /// Shared connections for independent autocommit reads (empty when pipelining is off).
-    pipeline: Arc<crate::backend::pipeline::Pipeline>,
+    /// Pools and shared connections per instance, by `Instance::index`, made on first use.
+    handles: Vec<Option<route::Handles>>,
+    /// When the session last wrote (read-your-writes `sticky_primary_ms`).
+    last_write: Option<Instant>,
+    /// The GTID of the session's last committed write (read-your-writes `gtid`).
+    last_gtid: Option<peakgate_router::plan::Gtid>,
     state: SessionState,
     /// State right after login (charset from the handshake), restored by COM_RESET_CONNECTION.
     initial_state: SessionState,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use peakgate_router::Statement;
 
 use super::Session;
+use super::query::Relayed;
 use crate::backend::PooledConn;
 use crate::backend::conn::{BackendStmt, StmtKey};
 use crate::errors::ClientError;
@@ -60,7 +61,19 @@ impl Session {
         let sql: Arc<str> = Arc::from(sql);
         let schema: Option<Arc<str>> = self.state.schema.as_deref().map(Arc::from);
         let statement = Arc::new(self.shared.classifier.classify(sql.as_bytes()));
-        let Some((conn, bs)) = self.acquire_prepared(seq, schema.as_ref(), &sql).await? else {
+        // The prepare's answer (parameter and column counts) is the same on every instance.
+        let mut route = match self.route(None, None).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.send_error(seq, &e).await;
+                return Ok(());
+            }
+        };
+        let conn = match self.acquire(&mut route).await {
+            Ok(c) => c,
+            Err(e) => return self.backend_failed(seq, &e).await,
+        };
+        let Some((conn, bs)) = self.prepare_on(seq, conn, schema.as_ref(), &sql).await? else {
             return Ok(());
         };
         let id = self.next_stmt_id;
@@ -129,70 +142,100 @@ impl Session {
         ps.long_data_bytes = 0;
         let ps = ps.clone();
         METRICS.statement(ps.statement.kind);
-        if long_data.is_empty()
-            && ex.flags & CURSOR_FLAGS == 0
-            && self.is_pipelineable(&ps.statement)
-            && let Some(schema) = ps.schema.clone()
-            && let Some(pipe) = self.pipeline.pick(&self.state.sysvars, &self.pool)
-            && let Ok(Ok((pipe_id, n))) = pipe.prepared(&schema, &ps.sql).await
-            && n == ps.num_params
-            && let Ok(rewritten) =
-                rewrite_execute(payload, ps.num_params, pipe_id, ps.types.as_deref())
-        {
-            // A prepare the server refuses, or a failed shared connection, falls through to the
-            // pool below, which answers exactly as it would have without pipelining.
-            let res = pipe
-                .run(&schema, &rewritten, &mut self.client, self.caps)
-                .await;
-            if let Some(answered) = self.pipelined_answer(res).await {
-                return answered;
+        let cursor = ex.flags & CURSOR_FLAGS != 0;
+        let mut exclude = None;
+        for attempt in 0..2 {
+            let mut route = match self.route(Some(&ps.statement), exclude).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.send_error(seq, &e).await;
+                    return Ok(());
+                }
+            };
+            if long_data.is_empty()
+                && !cursor
+                && !route.pinned
+                && route.wait_for.is_none()
+                && self.is_pipelineable(&ps.statement)
+                && let Some(schema) = ps.schema.clone()
+            {
+                let h = self.handles(&route.inst);
+                let (pipeline, pool) = (h.pipeline.clone(), h.pool.clone());
+                if let Some(pipe) = pipeline.pick(&self.state.sysvars, &pool)
+                    && let Ok(Ok((pipe_id, n))) = pipe.prepared(&schema, &ps.sql).await
+                    && n == ps.num_params
+                    && let Ok(rewritten) =
+                        rewrite_execute(payload, ps.num_params, pipe_id, ps.types.as_deref())
+                {
+                    // A prepare the server refuses, or a failed shared connection, falls through to
+                    // the pool below, which answers exactly as it would have without pipelining.
+                    let res = pipe
+                        .run(&schema, &rewritten, &mut self.client, self.caps)
+                        .await;
+                    if let Some(answered) = self.pipelined_answer(res).await {
+                        return answered;
+                    }
+                }
             }
-        }
-        let Some((mut conn, bs)) = self
-            .acquire_prepared(seq, ps.schema.as_ref(), &ps.sql)
-            .await?
-        else {
-            return Ok(());
-        };
-        let rewritten = match rewrite_execute(payload, ps.num_params, bs.id, ps.types.as_deref()) {
-            Ok(r) => r,
-            Err(_) => {
-                self.finish(conn, &Outcome::default(), None).await;
-                self.send_error(seq, &bad_args).await;
+            let conn = match self.acquire(&mut route).await {
+                Ok(c) => c,
+                Err(e) if self.should_retry(&route, &e, attempt) => {
+                    exclude = Some(route.target);
+                    continue;
+                }
+                Err(e) => return self.backend_failed(seq, &e).await,
+            };
+            let Some((mut conn, bs)) = self
+                .prepare_on(seq, conn, ps.schema.as_ref(), &ps.sql)
+                .await?
+            else {
                 return Ok(());
+            };
+            let rewritten =
+                match rewrite_execute(payload, ps.num_params, bs.id, ps.types.as_deref()) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        self.finish(conn, &Outcome::default(), None).await;
+                        self.send_error(seq, &bad_args).await;
+                        return Ok(());
+                    }
+                };
+            for (param, data) in &long_data {
+                let mut p = Vec::with_capacity(7 + data.len());
+                p.push(COM_STMT_SEND_LONG_DATA);
+                p.extend_from_slice(&bs.id.to_le_bytes());
+                p.extend_from_slice(&param.to_le_bytes());
+                p.extend_from_slice(data);
+                conn.framed.write_packet(0, &p);
             }
-        };
-        for (param, data) in &long_data {
-            let mut p = Vec::with_capacity(7 + data.len());
-            p.push(COM_STMT_SEND_LONG_DATA);
-            p.extend_from_slice(&bs.id.to_le_bytes());
-            p.extend_from_slice(&param.to_le_bytes());
-            p.extend_from_slice(data);
-            conn.framed.write_packet(0, &p);
+            let relayed = self
+                .send_and_relay(
+                    seq,
+                    conn,
+                    &rewritten,
+                    AnswerKind::Results,
+                    Some(&ps.statement),
+                    cursor,
+                    Some((&route, attempt)),
+                )
+                .await?;
+            match relayed {
+                Relayed::Done => return Ok(()),
+                Relayed::Retry => exclude = Some(route.target),
+            }
         }
-        self.send_and_relay(
-            seq,
-            conn,
-            &rewritten,
-            AnswerKind::Results,
-            Some(&ps.statement.effects),
-            ex.flags & CURSOR_FLAGS != 0,
-        )
-        .await
+        Ok(())
     }
 
-    /// A backend connection with `sql` prepared on it in `schema`. `None` when the client has
-    /// already been answered with the error (the server refused the prepare, or the backend failed).
-    async fn acquire_prepared(
+    /// `conn` with `sql` prepared on it in `schema`. `None` when the client has already been
+    /// answered with the error (the server refused the prepare, or the backend failed).
+    async fn prepare_on(
         &mut self,
         seq: u8,
+        mut conn: PooledConn,
         schema: Option<&Arc<str>>,
         sql: &Arc<str>,
     ) -> Result<Option<(PooledConn, BackendStmt)>, protocol::Error> {
-        let mut conn = match self.acquire().await {
-            Ok(c) => c,
-            Err(e) => return self.backend_failed(seq, &e).await.map(|()| None),
-        };
         match ensure_prepared(&mut conn, schema, sql).await {
             Ok(Ok(bs)) => Ok(Some((conn, bs))),
             Ok(Err(err)) => {
@@ -233,8 +276,9 @@ impl Session {
         let mut p = payload.to_vec();
         set_stmt_id(&mut p, 1, bs_id);
         // `finish` keeps the connection: the cursor's `sticky` pin holds until the session resets.
-        self.send_and_relay(seq, conn, &p, AnswerKind::Rows, None, false)
+        self.send_and_relay(seq, conn, &p, AnswerKind::Rows, None, false, None)
             .await
+            .map(|_| ())
     }
 
     /// COM_STMT_SEND_LONG_DATA has no answer; data is kept until the next EXECUTE.

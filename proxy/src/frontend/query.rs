@@ -6,6 +6,7 @@ use peakgate_router::{SessionEffects, Statement};
 use tracing::debug;
 
 use super::Session;
+use super::route::Route;
 use crate::backend::PooledConn;
 use crate::config::Unparseable;
 use crate::errors::{ClientError, from_backend};
@@ -13,6 +14,14 @@ use crate::execute::{AnswerKind, Outcome, relay};
 use crate::metrics::METRICS;
 use crate::protocol;
 use crate::protocol::constants::*;
+
+/// How a relayed command ended.
+pub(super) enum Relayed {
+    /// The client has its answer (rows, OK, or an error).
+    Done,
+    /// The instance failed before the client saw anything: run the read again elsewhere.
+    Retry,
+}
 
 impl Session {
     pub(super) async fn com_query(
@@ -44,19 +53,56 @@ impl Session {
             return Ok(());
         }
         debug!(kind = stmt.kind.as_str(), digest = %stmt.digest_text, "statement");
-        if self.is_pipelineable(&stmt)
-            && let Some(pipe) = self.pipeline.pick(&self.state.sysvars, &self.pool)
-            && let Some(schema) = self.state.schema.clone()
-        {
-            let res = pipe
-                .run(&schema, payload, &mut self.client, self.caps)
-                .await;
-            if let Some(answered) = self.pipelined_answer(res).await {
-                return answered;
+        let mut exclude = None;
+        for attempt in 0..2 {
+            let mut route = match self.route(Some(&stmt), exclude).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.send_error(seq, &e).await;
+                    return Ok(());
+                }
+            };
+            if !route.pinned
+                && route.wait_for.is_none()
+                && self.is_pipelineable(&stmt)
+                && let Some(schema) = self.state.schema.clone()
+            {
+                let h = self.handles(&route.inst);
+                let (pipeline, pool) = (h.pipeline.clone(), h.pool.clone());
+                if let Some(pipe) = pipeline.pick(&self.state.sysvars, &pool) {
+                    let res = pipe
+                        .run(&schema, payload, &mut self.client, self.caps)
+                        .await;
+                    if let Some(answered) = self.pipelined_answer(res).await {
+                        return answered;
+                    }
+                }
+            }
+            let conn = match self.acquire(&mut route).await {
+                Ok(c) => c,
+                Err(e) if self.should_retry(&route, &e, attempt) => {
+                    exclude = Some(route.target);
+                    continue;
+                }
+                Err(e) => return self.backend_failed(seq, &e).await,
+            };
+            let relayed = self
+                .send_and_relay(
+                    seq,
+                    conn,
+                    payload,
+                    AnswerKind::Results,
+                    Some(&stmt),
+                    false,
+                    Some((&route, attempt)),
+                )
+                .await?;
+            match relayed {
+                Relayed::Done => return Ok(()),
+                Relayed::Retry => exclude = Some(route.target),
             }
         }
-        self.forward(seq, payload, AnswerKind::Results, Some(&stmt))
-            .await
+        Ok(())
     }
 
     /// Finishes a statement run on a shared connection: `Some` when the client got its answer
@@ -91,7 +137,7 @@ impl Session {
     /// Whether a statement may run on a shared (pipelined) connection: an autocommit read that
     /// needs nothing of a connection but the database and system variables.
     pub(super) fn is_pipelineable(&self, stmt: &Statement) -> bool {
-        self.pipeline.is_enabled()
+        self.shared.config.backend.pipeline_connections > 0
             && self.pinned.is_none()
             && !self.pins.holds()
             && stmt.kind == peakgate_router::StatementKind::Read
@@ -122,30 +168,49 @@ impl Session {
         kind: AnswerKind,
         stmt: Option<&Statement>,
     ) -> Result<(), protocol::Error> {
-        let conn = match self.acquire().await {
+        let mut route = match self.route(stmt, None).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.send_error(seq, &e).await;
+                return Ok(());
+            }
+        };
+        let conn = match self.acquire(&mut route).await {
             Ok(c) => c,
             Err(e) => return self.backend_failed(seq, &e).await,
         };
-        self.send_and_relay(seq, conn, payload, kind, stmt.map(|s| &s.effects), false)
+        self.send_and_relay(seq, conn, payload, kind, stmt, false, None)
             .await
+            .map(|_| ())
     }
 
     /// Sends `payload` on `conn` (after anything already queued on it), relays the answer to the
     /// client, then lets `finish` decide what the session keeps. `cursor` marks an EXECUTE that
     /// asked for a cursor: if the server opened one, the connection stays with the session.
+    /// `retry` is the route and attempt of a read that may run again elsewhere: when the backend
+    /// fails before any of the answer was flushed, the queued part is dropped and the answer is
+    /// [`Relayed::Retry`] instead of an error to the client.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn send_and_relay(
         &mut self,
         seq: u8,
         mut conn: PooledConn,
         payload: &[u8],
         kind: AnswerKind,
-        effects: Option<&SessionEffects>,
+        stmt: Option<&Statement>,
         cursor: bool,
-    ) -> Result<(), protocol::Error> {
+        retry: Option<(&Route, u32)>,
+    ) -> Result<Relayed, protocol::Error> {
+        let mark = self.client.pending_write();
         if let Err(e) = conn.send_command(payload).await {
             drop(conn);
             self.after_lost_backend();
-            return self.backend_failed(seq, &e).await;
+            if let Some((route, attempt)) = retry
+                && self.should_retry(route, &e, attempt)
+            {
+                return Ok(Relayed::Retry);
+            }
+            return self.backend_failed(seq, &e).await.map(|()| Relayed::Done);
         }
         let relayed = relay(
             &mut conn,
@@ -168,34 +233,26 @@ impl Session {
                 if cursor && out.status & SERVER_STATUS_CURSOR_EXISTS != 0 {
                     self.pins.sticky = true;
                 }
-                self.finish(conn, &out, effects).await;
-                Ok(())
+                self.note_answer(out.gtid, stmt);
+                self.finish(conn, &out, stmt.map(|s| &s.effects)).await;
+                Ok(Relayed::Done)
             }
             Err(e) => {
                 drop(conn);
                 self.after_lost_backend();
+                if !e.flushed
+                    && let Some((route, attempt)) = retry
+                    && self.should_retry(route, &e.source, attempt)
+                {
+                    self.client.truncate_write(mark);
+                    return Ok(Relayed::Retry);
+                }
                 let (code, state, msg) = from_backend(&e.source);
-                self.send_error_raw(e.next_seq, code, &state, &msg).await
+                self.send_error_raw(e.next_seq, code, &state, &msg)
+                    .await
+                    .map(|()| Relayed::Done)
             }
         }
-    }
-
-    /// A backend connection for the next command: the pinned one, or a pooled one brought to the
-    /// session's state.
-    pub(super) async fn acquire(&mut self) -> Result<PooledConn, crate::backend::Error> {
-        if let Some(c) = self.pinned.take() {
-            return Ok(c);
-        }
-        let mut c = self.pool.get().await?;
-        if c.multi_statements != self.multi_statements {
-            let opt: u16 = if self.multi_statements { 0 } else { 1 };
-            let mut p = vec![COM_SET_OPTION];
-            p.extend_from_slice(&opt.to_le_bytes());
-            c.command(&p).await?;
-            c.multi_statements = self.multi_statements;
-        }
-        c.sync_to(&self.state).await?;
-        Ok(c)
     }
 
     /// The backend connection died under the session: whatever it held (transaction, locks, temp

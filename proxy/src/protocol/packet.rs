@@ -82,6 +82,12 @@ impl<S> Framed<S> {
         self.wbuf.len()
     }
 
+    /// Drops queued, unflushed output after the first `len` bytes (an answer abandoned before
+    /// any of it was sent, to be retried elsewhere).
+    pub fn truncate_write(&mut self, len: usize) {
+        self.wbuf.truncate(len);
+    }
+
     /// Takes the queued bytes out (for a writer that sends them elsewhere).
     pub fn take_pending(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.wbuf)

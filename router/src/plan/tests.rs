@@ -443,3 +443,9 @@ fn lag_gate_hold_down() {
     assert!(!g.observe(2400, Some(1), 500, 1000));
     assert!(g.observe(3400, Some(1), 500, 1000));
 }
+
+#[test]
+fn gtid_position_keeps_the_highest_per_domain_and_prints() {
+    let pos = GtidPos::parse("11-3311-9,0-1-5,11-3311-7");
+    assert_eq!(pos.to_string(), "0-1-5,11-3311-9");
+}

@@ -1,0 +1,263 @@
+//! Where a session's statement runs: asks `router::plan` (hints, rules, lag, read-your-writes)
+//! unless the session holds a pinned connection, and takes a connection there: the instance's pool,
+//! the reporting concurrency limit, and the `MASTER_GTID_WAIT` a read-your-writes plan asks for.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peakgate_router::plan::{self, Gtid, Plan, Reason, Role, SessionFacts, Target};
+use peakgate_router::{Statement, StatementKind};
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::debug;
+
+use super::Session;
+use crate::backend::conn::Reply;
+use crate::backend::pipeline::Pipeline;
+use crate::backend::pool::Pool;
+use crate::backend::topology::{InFlight, Instance};
+use crate::backend::{Error, PooledConn};
+use crate::errors::ClientError;
+use crate::metrics::METRICS;
+use crate::protocol::constants::*;
+
+/// A session's handles on one instance, made on first use.
+pub(super) struct Handles {
+    pub pool: Pool,
+    pub pipeline: Arc<Pipeline>,
+}
+
+/// Where the next statement runs.
+pub(super) struct Route {
+    pub inst: Arc<Instance>,
+    pub target: Target,
+    pub reason: Reason,
+    /// Wait for this GTID on the replica before running (read-your-writes).
+    pub wait_for: Option<Gtid>,
+    /// The session's pinned connection (transaction, locks, ...): no choice, no retry.
+    pub pinned: bool,
+    /// Held while the statement runs.
+    _in_flight: Option<InFlight>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Route {
+    /// A read on a replica or reporting instance that may be retried elsewhere if the instance
+    /// fails before the client sees a byte of the answer.
+    pub fn is_retryable(&self) -> bool {
+        !self.pinned && self.target != Target::Primary
+    }
+}
+
+impl Session {
+    /// The session's handles on `inst`.
+    pub(super) fn handles(&mut self, inst: &Instance) -> &Handles {
+        if self.handles.len() <= inst.index {
+            self.handles.resize_with(inst.index + 1, || None);
+        }
+        let variant = self.caps & VARIANT_CAPABILITIES;
+        let shared = &self.shared;
+        self.handles[inst.index].get_or_insert_with(|| Handles {
+            pool: shared.pools.pool(&inst.addr, variant),
+            pipeline: shared.pipeline(&inst.addr, variant),
+        })
+    }
+
+    /// The instance of the default shard's primary.
+    pub(super) fn primary(&self) -> Arc<Instance> {
+        let t = &self.shared.topology;
+        t.shards[t.default_shard].primary.clone()
+    }
+
+    /// Routes `stmt` (`None`: a command without a statement, such as COM_INIT_DB, which runs where
+    /// the session is pinned or on the primary). `exclude` is an instance that just failed this
+    /// statement. `Err` is the client's error.
+    pub(super) async fn route(
+        &mut self,
+        stmt: Option<&Statement>,
+        exclude: Option<Target>,
+    ) -> Result<Route, ClientError> {
+        if let Some(c) = &self.pinned {
+            let inst = self.instance_of(&c.addr);
+            // A one-shot pin (warnings, FOUND_ROWS) on a replica must not catch a write.
+            let only_one_shot = self.pins.one_shot && !self.pins.needs_reset();
+            let wants_primary =
+                stmt.is_some_and(|s| !matches!(s.kind, StatementKind::Read | StatementKind::Admin));
+            if only_one_shot && inst.role != Role::Primary && wants_primary {
+                self.release_pinned().await;
+            } else {
+                let target = match inst.role {
+                    Role::Primary => Target::Primary,
+                    Role::Replica => Target::Replica(0),
+                    Role::Reporting => Target::Reporting(0),
+                };
+                METRICS.routed(inst.role);
+                return Ok(Route {
+                    _in_flight: Some(inst.start_request()),
+                    inst,
+                    target,
+                    reason: Reason::NotRead,
+                    wait_for: None,
+                    pinned: true,
+                    _permit: None,
+                });
+            }
+        }
+        let topo = self.shared.topology.clone();
+        let shard = &topo.shards[topo.default_shard];
+        let plan = match stmt {
+            None => Plan {
+                target: Target::Primary,
+                reason: Reason::NotRead,
+                wait_for: None,
+            },
+            Some(s) => {
+                let facts = SessionFacts {
+                    user: &self.user,
+                    autocommit: self.state.is_autocommit(),
+                    since_last_write_ms: self.last_write.map(|t| t.elapsed().as_millis() as u64),
+                    last_gtid: self.last_gtid,
+                };
+                plan::plan(
+                    s,
+                    &facts,
+                    &shard.replicas,
+                    &shard.reporting,
+                    &self.shared.read_policy,
+                    exclude,
+                )
+                .map_err(|e| ClientError::new(1105, "HY000", e.to_string()))?
+            }
+        };
+        match plan.reason {
+            Reason::LagFallback => METRICS.lag_fallbacks.inc(),
+            Reason::RywPrimary => METRICS.ryw_fallbacks.inc(),
+            _ => {}
+        }
+        let inst = match plan.target {
+            Target::Primary => shard.primary.clone(),
+            Target::Replica(i) => shard.replicas[i].clone(),
+            Target::Reporting(i) => shard.reporting[i].clone(),
+        };
+        let permit = match &inst.slots {
+            Some(slots) => {
+                let wait = Duration::from_millis(self.shared.config.backend.pool_wait_timeout_ms);
+                match tokio::time::timeout(wait, slots.clone().acquire_owned()).await {
+                    Ok(Ok(p)) => Some(p),
+                    _ => {
+                        return Err(ClientError::new(
+                            1040,
+                            "08004",
+                            format!(
+                                "reporting instance {} is at routing.reporting_max_concurrency; retry later",
+                                inst.addr
+                            ),
+                        ));
+                    }
+                }
+            }
+            None => None,
+        };
+        debug!(target = inst.role.as_str(), addr = %inst.addr, reason = plan.reason.as_str(), "routed");
+        METRICS.routed(inst.role);
+        Ok(Route {
+            _in_flight: Some(inst.start_request()),
+            inst,
+            target: plan.target,
+            reason: plan.reason,
+            wait_for: plan.wait_for,
+            pinned: false,
+            _permit: permit,
+        })
+    }
+
+    /// The instance a backend address belongs to (the primary when none does, which cannot
+    /// happen for connections the session took from its routes).
+    fn instance_of(&self, addr: &str) -> Arc<Instance> {
+        self.shared
+            .topology
+            .instances
+            .iter()
+            .find(|i| &*i.addr == addr)
+            .cloned()
+            .unwrap_or_else(|| self.primary())
+    }
+
+    /// A backend connection for `route`: the pinned one, or a pooled one brought to the session's
+    /// state. A read-your-writes wait that times out moves the route to the primary.
+    pub(super) async fn acquire(&mut self, route: &mut Route) -> Result<PooledConn, Error> {
+        if route.pinned
+            && let Some(c) = self.pinned.take()
+        {
+            return Ok(c);
+        }
+        let mut c = self.pooled(&route.inst.clone()).await?;
+        if let Some(g) = route.wait_for.take() {
+            METRICS.ryw_waits.inc();
+            let secs = self.shared.config.routing.ryw_wait_ms as f64 / 1000.0;
+            let reached = match c
+                .query(&format!("SELECT MASTER_GTID_WAIT('{g}', {secs:.3})"))
+                .await?
+            {
+                Reply::Rows { rows, .. } => {
+                    rows.first().and_then(|r| r.first()).cloned().flatten() == Some(b"0".to_vec())
+                }
+                Reply::Ok { .. } => false,
+            };
+            if !reached {
+                METRICS.ryw_fallbacks.inc();
+                drop(c);
+                route.inst = self.primary();
+                route.target = Target::Primary;
+                route.reason = Reason::RywPrimary;
+                route._in_flight = Some(route.inst.start_request());
+                c = self.pooled(&route.inst.clone()).await?;
+            }
+        }
+        Ok(c)
+    }
+
+    async fn pooled(&mut self, inst: &Instance) -> Result<PooledConn, Error> {
+        let pool = self.handles(inst).pool.clone();
+        let mut c = pool.get().await?;
+        if c.multi_statements != self.multi_statements {
+            let opt: u16 = if self.multi_statements { 0 } else { 1 };
+            let mut p = vec![COM_SET_OPTION];
+            p.extend_from_slice(&opt.to_le_bytes());
+            c.command(&p).await?;
+            c.multi_statements = self.multi_statements;
+        }
+        c.sync_to(&self.state).await?;
+        Ok(c)
+    }
+
+    /// A statement failed on `route`'s instance before the client saw anything: take the
+    /// instance out of reads and say whether to try once more elsewhere.
+    pub(super) fn should_retry(&self, route: &Route, e: &Error, attempt: u32) -> bool {
+        let instance_failed = matches!(
+            e,
+            Error::Connect { .. } | Error::Login { .. } | Error::Protocol { .. }
+        );
+        if instance_failed {
+            route.inst.mark_failed();
+        }
+        let retry = attempt == 0
+            && route.is_retryable()
+            && (instance_failed || matches!(e, Error::PoolTimeout { .. }));
+        if retry {
+            METRICS.read_retries.inc();
+            debug!(addr = %route.inst.addr, error = %e, "read failed before answering; retrying elsewhere");
+        }
+        retry
+    }
+
+    /// Learns from an answer what read-your-writes needs: a committed GTID means a write.
+    pub(super) fn note_answer(&mut self, gtid: Option<Gtid>, stmt: Option<&Statement>) {
+        if let Some(g) = gtid {
+            self.last_gtid = Some(g);
+            self.last_write = Some(Instant::now());
+        } else if stmt.is_some_and(|s| matches!(s.kind, StatementKind::Write | StatementKind::Ddl))
+        {
+            self.last_write = Some(Instant::now());
+        }
+    }
+}
