@@ -8,6 +8,7 @@
 //! Tests share the servers, so every table or database a test makes has a unique name
 //! (`unique_name`) and a `Scratch` guard that drops it even when the test fails.
 
+pub mod cluster;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -81,7 +82,12 @@ impl TestProxy {
             .replace("mysql = \"127.0.0.1:6033\"", "mysql = \"127.0.0.1:0\"")
             .replace("admin = \"127.0.0.1:6080\"", "admin = \"127.0.0.1:0\"");
         edit(&mut text);
-        let config = Config::parse(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Self::start_text(&text).await
+    }
+
+    /// Starts a proxy with this config text (its listeners should be on port 0).
+    pub async fn start_text(text: &str) -> anyhow::Result<Self> {
+        let config = Config::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let proxy = Proxy::bind(config.clone()).await?;
         let mysql = proxy.mysql_addr()?;
         let Some(admin) = proxy.admin_addr() else {
@@ -144,6 +150,30 @@ pub struct TestProxyAddrs {
     pub admin: SocketAddr,
 }
 
+/// Waits until the s0 replicas (serving and reporting) have applied everything on the s0 primary:
+/// after a write made directly on the primary, or in another session, before reading it through
+/// the proxy (read-your-writes holds within one session only).
+pub async fn sync_replicas() -> anyhow::Result<()> {
+    use mysql_async::prelude::Queryable;
+    let mut p = direct(S0_PRIMARY, None).await?;
+    let pos: String = p
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await?
+        .unwrap_or_default();
+    p.disconnect().await?;
+    for port in [S0_REPLICA, S0_REPORTING] {
+        let mut r = direct(port, None).await?;
+        let got: Option<i64> = r
+            .query_first(format!("SELECT MASTER_GTID_WAIT('{pos}', 30)"))
+            .await?;
+        r.disconnect().await?;
+        if got != Some(0) {
+            bail!("replica {port} did not reach {pos} within 30 s");
+        }
+    }
+    Ok(())
+}
+
 /// A direct connection to an instance of the topology as root (for setup and checks).
 pub async fn direct(port: u16, db: Option<&str>) -> anyhow::Result<mysql_async::Conn> {
     ensure_topology()?;
@@ -159,6 +189,10 @@ pub async fn direct(port: u16, db: Option<&str>) -> anyhow::Result<mysql_async::
 
 /// The s0 primary's port in the local topology.
 pub const S0_PRIMARY: u16 = 3311;
+/// The topology's replica of s0.
+pub const S0_REPLICA: u16 = 3312;
+/// The topology's reporting replica of s0.
+pub const S0_REPORTING: u16 = 3313;
 
 /// A name no other test (in this or another process) uses: `prefix`, the process id and a counter.
 pub fn unique_name(prefix: &str) -> String {

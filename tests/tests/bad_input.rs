@@ -11,7 +11,7 @@ use mysql_async::prelude::*;
 use peakgate_tests::raw::{
     self, Answer, COM_CHANGE_USER, COM_PING, COM_STMT_EXECUTE, RawConn, execute_strings,
 };
-use peakgate_tests::{S0_PRIMARY, Scratch, TestProxy, direct, unique_name};
+use peakgate_tests::{S0_PRIMARY, S0_REPLICA, Scratch, TestProxy, direct, unique_name};
 
 /// Asserts that what the proxy sent before closing is nothing, or exactly one ERR `code`.
 fn err_then_closed(packets: &[Vec<u8>], code: u16) {
@@ -145,16 +145,21 @@ async fn packet_longer_than_max_allowed_packet_is_1153_before_its_body() -> anyh
 
 /// Queries running on the s0 primary whose text contains `tag`.
 async fn running_with_tag(tag: &str) -> anyhow::Result<u64> {
-    let mut d = direct(S0_PRIMARY, None).await?;
-    let n: Option<u64> = d
-        .exec_first(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-             WHERE INFO LIKE CONCAT('%', ?, '%') AND ID <> CONNECTION_ID()",
-            (tag,),
-        )
-        .await?;
-    d.disconnect().await?;
-    Ok(n.unwrap_or(0))
+    // Reads may run on the primary or on its replica.
+    let mut total = 0;
+    for port in [S0_PRIMARY, S0_REPLICA] {
+        let mut d = direct(port, None).await?;
+        let n: Option<u64> = d
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE INFO LIKE CONCAT('%', ?, '%') AND ID <> CONNECTION_ID()",
+                (tag,),
+            )
+            .await?;
+        d.disconnect().await?;
+        total += n.unwrap_or(0);
+    }
+    Ok(total)
 }
 
 #[tokio::test]
@@ -272,6 +277,8 @@ async fn dead_backend_is_2003_naming_the_instance_and_ping_still_works() -> anyh
     let proxy = TestProxy::start_with(|cfg| {
         assert!(cfg.contains("primary = \"127.0.0.1:3311\""), "{cfg}");
         *cfg = cfg.replace("primary = \"127.0.0.1:3311\"", "primary = \"127.0.0.1:1\"");
+        // Reads would run on the live replica: keep them on the dead primary.
+        *cfg = cfg.replace("[routing]", "[routing]\nreplica_reads = false");
     })
     .await?;
     // Settings given up front, so the driver's login runs no query of its own.

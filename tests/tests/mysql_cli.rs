@@ -36,10 +36,14 @@ async fn create_insert_select_update_delete_in_separate_sessions() -> anyhow::Re
         "INSERT INTO {t} VALUES (1, 'apple', 3), (2, 'pear', 5)"
     ))
     .await?;
+    // Each run is a new session; read-your-writes is per session: wait for the replicas.
+    peakgate_tests::sync_replicas().await?;
     let out = run(format!("SELECT id, name, qty FROM {t} ORDER BY id")).await?;
     assert_eq!(out.lines(), ["id\tname\tqty", "1\tapple\t3", "2\tpear\t5"]);
     run(format!("UPDATE {t} SET qty = qty + 10 WHERE id = 2")).await?;
     run(format!("DELETE FROM {t} WHERE id = 1")).await?;
+    // Each run is a new session; read-your-writes is per session: wait for the replicas.
+    peakgate_tests::sync_replicas().await?;
     let out = run(format!("SELECT id, name, qty FROM {t} ORDER BY id")).await?;
     assert_eq!(out.lines(), ["id\tname\tqty", "2\tpear\t15"]);
     // The same rows, seen directly on the primary.
@@ -182,6 +186,8 @@ async fn seventeen_mib_value_round_trips_through_split_packets() -> anyhow::Resu
     run_command(proxy.cli(&big), insert.as_bytes())
         .await?
         .ok()?;
+    // The check runs in a new session, maybe on a replica: read-your-writes is per session.
+    peakgate_tests::sync_replicas().await?;
     let check = format!("SELECT LENGTH(v), MD5(v) FROM {t} WHERE id = 1");
     let through = run_command(proxy.cli(&big), check.as_bytes()).await?.ok()?;
     let mut d = direct(S0_PRIMARY, Some("shop")).await?;

@@ -16,6 +16,7 @@ async fn same_table_in_two_databases(t: &str) -> anyhow::Result<[Scratch; 2]> {
             .await?;
     }
     d.disconnect().await?;
+    peakgate_tests::sync_replicas().await?;
     Ok(guards)
 }
 

@@ -94,6 +94,9 @@ pub struct BackendConn {
     pub state: SessionState,
     /// Whether CLIENT_MULTI_STATEMENTS is currently on (COM_SET_OPTION).
     pub multi_statements: bool,
+    /// The instance's failure epoch when this connection was first used (see
+    /// `Instance::epoch`): a connection from before a failure is discarded, not trusted.
+    pub epoch: Option<u32>,
     stmts: HashMap<StmtKey, BackendStmt>,
     stmt_order: VecDeque<StmtKey>,
     /// Login credentials and the greeting's scramble, for COM_CHANGE_USER.
@@ -217,6 +220,7 @@ impl BackendConn {
             broken: false,
             state: SessionState::default(),
             multi_statements: true,
+            epoch: None,
             stmts: HashMap::new(),
             stmt_order: VecDeque::new(),
             login: Login {

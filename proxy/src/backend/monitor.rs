@@ -184,6 +184,7 @@ async fn heartbeat(
                 primary.publish(true, Some(0), None, health("up", String::new(), None));
             }
             outcome => {
+                primary.bump_epoch();
                 let why = match outcome {
                     Ok(Err(e)) => e.to_string(),
                     _ => format!("no answer within {:?}", s.timeout),
@@ -226,10 +227,12 @@ async fn probe_loop(
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
                     conn = None;
+                    inst.bump_epoch();
                     Reading::down(e.to_string())
                 }
                 Err(_) => {
                     conn = None;
+                    inst.bump_epoch();
                     Reading::down(format!("no answer within {:?}", s.timeout))
                 }
             };

@@ -40,6 +40,9 @@ pub struct Instance {
     lag_ms: AtomicI64,
     /// Set by the data path when a connection failed; the monitor takes it.
     failed: AtomicBool,
+    /// Bumped whenever the instance is seen failing: pooled connections opened before are stale
+    /// (after a crash and restart they are dead sockets) and are discarded at checkout.
+    epoch: AtomicU32,
     pos: ArcSwap<GtidPos>,
     health: ArcSwap<Health>,
     /// Reporting instances: at most `routing.reporting_max_concurrency` reads at a time.
@@ -58,6 +61,7 @@ impl Instance {
             in_flight: AtomicU32::new(0),
             lag_ms: AtomicI64::new(-1),
             failed: AtomicBool::new(false),
+            epoch: AtomicU32::new(0),
             pos: ArcSwap::from_pointee(GtidPos::default()),
             health: ArcSwap::from_pointee(Health {
                 state: "unknown",
@@ -80,10 +84,20 @@ impl Instance {
     /// The data path saw this instance fail: no more reads until the monitor sees it healthy
     /// again for the hold-down period.
     pub fn mark_failed(&self) {
+        self.bump_epoch();
         if self.role != Role::Primary {
             self.eligible.store(false, Ordering::Release);
             self.failed.store(true, Ordering::Release);
         }
+    }
+
+    /// Makes every pooled connection opened so far stale.
+    pub fn bump_epoch(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn epoch(&self) -> u32 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// Whether the data path marked it failed since the last call (the monitor's side).

@@ -219,6 +219,22 @@ impl Session {
     async fn pooled(&mut self, inst: &Instance) -> Result<PooledConn, Error> {
         let pool = self.handles(inst).pool.clone();
         let mut c = pool.get().await?;
+        // Connections from before the instance last failed are dead or suspect: drop them (a
+        // bounded number of times; new ones carry the current epoch).
+        for _ in 0..=self.shared.config.backend.pool_size {
+            let now = inst.epoch();
+            match c.epoch {
+                Some(e) if e != now => {
+                    c.broken = true;
+                    drop(c);
+                    c = pool.get().await?;
+                }
+                _ => {
+                    c.epoch = Some(now);
+                    break;
+                }
+            }
+        }
         if c.multi_statements != self.multi_statements {
             let opt: u16 = if self.multi_statements { 0 } else { 1 };
             let mut p = vec![COM_SET_OPTION];
