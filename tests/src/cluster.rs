@@ -144,7 +144,7 @@ impl Cluster {
             .join("target/test-clusters")
             .join(unique_name("cluster"));
         std::fs::create_dir_all(&dir)?;
-        let mut make = |role: &'static str, i: usize| -> anyhow::Result<Node> {
+        let make = |role: &'static str, i: usize| -> anyhow::Result<Node> {
             let port = free_port()?;
             let d = dir.join(format!("{role}{i}"));
             std::fs::create_dir_all(&d)?;
