@@ -283,7 +283,7 @@ impl Ring {
 }
 
 /// The owner of each of the 1024 slots: the consistent-hash lookup is one index.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SlotTable {
     /// Exactly [`Slot::COUNT`] entries.
     owners: Box<[ShardIdx]>,
@@ -303,6 +303,23 @@ impl SlotTable {
     /// How many slots `shard` owns.
     pub fn count(&self, shard: ShardIdx) -> usize {
         self.owners.iter().filter(|&&s| s == shard).count()
+    }
+}
+
+/// Slots per shard rather than 1024 entries.
+impl std::fmt::Debug for SlotTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut counts: Vec<(ShardIdx, usize)> = Vec::new();
+        for &owner in self.owners.iter() {
+            match counts.iter_mut().find(|(s, _)| *s == owner) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((owner, 1)),
+            }
+        }
+        counts.sort_unstable();
+        f.debug_struct("SlotTable")
+            .field("slots_per_shard", &counts)
+            .finish()
     }
 }
 

@@ -19,11 +19,13 @@
 //! `shard_map/sharded.rs`, and the user documentation in `docs/sharding.md`.
 
 mod build;
+mod explain;
 mod file;
 mod sharded;
 
 use std::fmt;
 
+pub use explain::Lookup;
 pub use file::{MapFile, RangeConfig, ShardingConfig, TableConfig};
 pub use sharded::{DEFAULT_VIRTUAL_NODES, MAX_VIRTUAL_NODES};
 
@@ -64,7 +66,7 @@ pub enum CrossShardTransactions {
 }
 
 /// The resolved shard map.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ShardMap {
     shards: Vec<String>,
     default_shard: Option<ShardIdx>,
@@ -420,9 +422,23 @@ impl ShardMap {
             }
         }
         if let Some(gene) = &s.gene_column {
-            write!(f, "; {gene} ids carry the shard (gene)")?;
+            write!(f, "; gene column {gene}: its values carry the shard")?;
         }
         Ok(())
+    }
+}
+
+/// Everything but the lookup index.
+impl fmt::Debug for ShardMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShardMap")
+            .field("shards", &self.shards)
+            .field("default_shard", &self.default_shard)
+            .field("node_id", &self.node_id)
+            .field("scatter_writes", &self.scatter_writes)
+            .field("cross_shard_transactions", &self.cross_shard_transactions)
+            .field("tables", &self.tables)
+            .finish_non_exhaustive()
     }
 }
 
@@ -453,17 +469,19 @@ impl fmt::Display for ShardMap {
             match &table.kind {
                 TableKind::Sharded(s) => self.describe_sharding(f, s)?,
                 TableKind::Binding(b) => {
-                    let via = if b.parent_sharding.gene_column.is_some() {
-                        "gene ids"
-                    } else {
-                        "shard key values"
-                    };
-                    write!(
-                        f,
-                        "bound to {} by {} (its {via}); {} is ",
-                        b.parent, b.binding_key, b.parent
-                    )?;
-                    self.describe_sharding(f, &b.parent_sharding)?;
+                    let parent = &b.parent_sharding;
+                    match &parent.gene_column {
+                        Some(gene) => write!(
+                            f,
+                            "bound to {} by {} (holds {}.{gene} values, which carry the shard)",
+                            b.parent, b.binding_key, b.parent
+                        )?,
+                        None => write!(
+                            f,
+                            "bound to {} by {} (holds {}.{} values)",
+                            b.parent, b.binding_key, b.parent, parent.shard_key
+                        )?,
+                    }
                 }
                 TableKind::Global(shard) => write!(f, "global, on {}", self.shard_name(*shard))?,
                 TableKind::Broadcast => {

@@ -1,6 +1,9 @@
 //! The shard map as written in `peakgate.toml`: `[sharding]` and `[[tables]]`, serde types only.
 //! Values stay spanned and loosely typed (names as strings) so that validation can report every
 //! mistake at once, each with its key path and line; `build.rs` turns them into a [`super::ShardMap`].
+//! `Debug` shows the values as written, without spans (`peakgate check-config` prints it).
+
+use std::fmt;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -17,7 +20,7 @@ pub struct MapFile {
 }
 
 /// `[sharding]`: settings that apply to every sharded table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShardingConfig {
     /// The shard that holds global tables. Optional: the proxy's `routing.default_shard` is used
@@ -34,7 +37,7 @@ pub struct ShardingConfig {
 }
 
 /// One `[[tables]]` entry: a sharded, binding, global or broadcast table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TableConfig {
     /// `schema.table`, or `table` alone to match that table in any schema. Case-insensitive.
@@ -69,7 +72,7 @@ pub struct TableConfig {
 }
 
 /// One range of a `range` table: keys in `[from, to)` live on `shard`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RangeConfig {
     /// The shard holding these keys.
@@ -78,4 +81,61 @@ pub struct RangeConfig {
     pub from: Option<Spanned<i64>>,
     /// End key (exclusive). Only the last range may leave it out: unbounded above.
     pub to: Option<Spanned<i64>>,
+}
+
+/// Adds `name: value` when the key is present.
+fn present<T: fmt::Debug>(d: &mut fmt::DebugStruct<'_, '_>, name: &str, v: &Option<Spanned<T>>) {
+    if let Some(v) = v {
+        d.field(name, v.get_ref());
+    }
+}
+
+impl fmt::Debug for ShardingConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ShardingConfig");
+        present(&mut d, "default_shard", &self.default_shard);
+        present(&mut d, "node_id", &self.node_id);
+        present(&mut d, "scatter_writes", &self.scatter_writes);
+        present(
+            &mut d,
+            "cross_shard_transactions",
+            &self.cross_shard_transactions,
+        );
+        d.finish()
+    }
+}
+
+impl fmt::Debug for TableConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TableConfig");
+        d.field("name", self.name.get_ref());
+        present(&mut d, "shard_key", &self.shard_key);
+        present(&mut d, "key_type", &self.key_type);
+        present(&mut d, "algorithm", &self.algorithm);
+        if let Some(shards) = &self.shards {
+            let names: Vec<&String> = shards.get_ref().iter().map(Spanned::get_ref).collect();
+            d.field("shards", &names);
+        }
+        present(&mut d, "virtual_nodes", &self.virtual_nodes);
+        if let Some(ranges) = &self.ranges {
+            let ranges: Vec<&RangeConfig> = ranges.get_ref().iter().map(Spanned::get_ref).collect();
+            d.field("ranges", &ranges);
+        }
+        present(&mut d, "gene_column", &self.gene_column);
+        present(&mut d, "binding", &self.binding);
+        present(&mut d, "binding_key", &self.binding_key);
+        present(&mut d, "global", &self.global);
+        present(&mut d, "broadcast", &self.broadcast);
+        d.finish()
+    }
+}
+
+impl fmt::Debug for RangeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("RangeConfig");
+        d.field("shard", self.shard.get_ref());
+        present(&mut d, "from", &self.from);
+        present(&mut d, "to", &self.to);
+        d.finish()
+    }
 }

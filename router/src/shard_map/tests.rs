@@ -86,6 +86,14 @@ fn shop_map_resolves() {
     let text = map.to_string();
     assert!(text.contains("shop.orders: sharded by member_id (integer), consistent_hash over s0, s1, 160 virtual nodes each"), "{text}");
     assert!(text.contains("shop.products: global, on s0"), "{text}");
+    assert!(
+        text.contains("shop.order_items: bound to shop.orders by order_id (holds shop.orders.id values, which carry the shard)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("; gene column id: its values carry the shard"),
+        "{text}"
+    );
     assert!(text.contains("*.categories: broadcast"), "{text}");
     assert!(
         text.contains(
@@ -436,4 +444,73 @@ broadcast = true
     assert!(errs[0].ends_with("(line 3)"));
     assert!(errs[1].ends_with("(line 9)"));
     assert!(errs[2].ends_with("(line 14)"));
+}
+
+#[test]
+fn explain_spells_out_each_kind() {
+    let map = shop();
+    let orders = map.table(Some("shop"), "orders").unwrap();
+    let by_key = map.explain(orders, None, KeyValue::Int(42)).unwrap();
+    assert_eq!(
+        by_key.shard,
+        Some(map.shard_for(orders, KeyValue::Int(42)).unwrap())
+    );
+    assert!(
+        by_key
+            .how
+            .starts_with("consistent_hash over 2 shards: the integer key hashes to slot "),
+        "{}",
+        by_key.how
+    );
+    assert!(
+        by_key
+            .how
+            .contains("id values generated for this key carry gene"),
+        "{}",
+        by_key.how
+    );
+    let gene = map.gene_for(orders, KeyValue::Int(42)).unwrap();
+    let id = crate::gene::IdParts {
+        unix_ms: crate::gene::EPOCH_MS,
+        node_id: 1,
+        sequence: 0,
+        gene,
+    }
+    .encode()
+    .unwrap();
+    let by_id = map.explain(orders, Some("ID"), KeyValue::UInt(id)).unwrap();
+    assert_eq!(by_id.shard, by_key.shard);
+    assert!(
+        by_id
+            .how
+            .contains(&format!("carries gene {} (id & 1023)", gene.get())),
+        "{}",
+        by_id.how
+    );
+    let items = map.table(Some("shop"), "order_items").unwrap();
+    let via_binding = map.explain(items, None, KeyValue::UInt(id)).unwrap();
+    assert_eq!(via_binding.shard, by_key.shard);
+    assert!(
+        via_binding.how.starts_with(
+            "shop.order_items follows shop.orders: order_id holds shop.orders.id values."
+        ),
+        "{}",
+        via_binding.how
+    );
+    let other = map
+        .explain(orders, Some("status"), KeyValue::Int(1))
+        .unwrap();
+    assert_eq!(other.shard, None);
+    let categories = map.table(Some("shop"), "categories").unwrap();
+    assert_eq!(
+        map.explain(categories, None, KeyValue::Int(1))
+            .unwrap()
+            .shard,
+        None
+    );
+    let events = map.table(Some("shop"), "events").unwrap();
+    let range = map.explain(events, None, KeyValue::Int(5)).unwrap();
+    assert_eq!(range.how, "range: the key is in [.., 100), which is s0's");
+    let range = map.explain(events, None, KeyValue::Bytes(b"150")).unwrap();
+    assert_eq!(range.how, "range: the key is in [100, ..), which is s1's");
 }
