@@ -103,7 +103,7 @@ pub enum KeyValue<'a> {
 /// What a shard key column holds, and so how a [`KeyValue`] is turned into canonical bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyType {
-    /// An integer column. A string value is read as a decimal integer (ASCII spaces around it, an
+    /// An integer column. A string value is read as a decimal integer (ASCII whitespace around it, an
     /// optional sign, digits), as MySQL compares a string with an integer column; anything else
     /// is [`Error::KeyNotInteger`].
     Integer,
@@ -182,7 +182,7 @@ pub fn fmix64(mut h: u64) -> u64 {
     h
 }
 
-/// Reads a decimal integer in `i64::MIN..=u64::MAX`: ASCII spaces around it, an optional sign, digits.
+/// Reads a decimal integer in `i64::MIN..=u64::MAX`: ASCII whitespace around it, an optional sign, digits.
 pub fn parse_decimal(bytes: &[u8]) -> Option<i128> {
     let text = bytes.trim_ascii();
     let (negative, digits) = match text.split_first() {
