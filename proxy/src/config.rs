@@ -1,10 +1,14 @@
-//! `peakgate.toml`: listeners, users, backend credentials, shards and their instances. Loading and
-//! validation; every error names the key path and, where it can, the line.
+//! `peakgate.toml`: listeners, users, backend credentials, shards and their instances, and the
+//! shard map (`[sharding]`, `[[tables]]`, validated and resolved by `peakgate_router::shard_map`).
+//! Loading and validation; every error names the key path and, where it can, the line.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
+use peakgate_router::ShardMap;
+use peakgate_router::shard_map::{ConfigError, ShardingConfig, TableConfig};
 use serde::Deserialize;
 
 use crate::protocol::auth::{NativeHash, parse_native_hash};
@@ -46,6 +50,25 @@ pub struct Config {
     /// The dedicated instance for flash-sale rows (used by the hotspot feature).
     #[serde(default)]
     pub hotspot: Option<Hotspot>,
+    /// Settings for sharded tables (docs/sharding.md).
+    #[serde(default)]
+    pub sharding: Option<ShardingConfig>,
+    /// Where each sharded, binding, global or broadcast table lives (docs/sharding.md).
+    #[serde(default)]
+    pub tables: Vec<TableConfig>,
+    /// `sharding` and `tables` resolved against `shards`; set by [`Config::parse`].
+    #[serde(skip)]
+    shard_map: ResolvedShardMap,
+}
+
+/// The resolved shard map. Its `Debug` is one line: `check-config` prints the map in full (Display).
+#[derive(Clone, Default)]
+struct ResolvedShardMap(Arc<ShardMap>);
+
+impl std::fmt::Debug for ResolvedShardMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ShardMap {{ {} table rules }}", self.0.tables().len())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -346,9 +369,33 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let cfg: Config = toml::from_str(text).map_err(|e| Error::Parse(e.to_string()))?;
+        let mut cfg: Config = toml::from_str(text).map_err(|e| Error::Parse(e.to_string()))?;
         cfg.validate(text)?;
+        // Built a second time after validate reported its errors along with the others: a few
+        // microseconds at load, and validate stays a check.
+        let map = cfg
+            .build_shard_map(text)
+            .map_err(|errs| Error::Invalid(errs.iter().map(ConfigError::to_string).collect()))?;
+        cfg.shard_map = ResolvedShardMap(Arc::new(map));
         Ok(cfg)
+    }
+
+    /// The shard map over `[[shards]]` (names in file order), with `routing.default_shard` as its
+    /// default shard.
+    fn build_shard_map(&self, text: &str) -> Result<ShardMap, Vec<ConfigError>> {
+        let names: Vec<String> = self.shards.iter().map(|s| s.name.clone()).collect();
+        ShardMap::from_config(
+            self.sharding.as_ref(),
+            &self.tables,
+            text,
+            &names,
+            Some(&self.routing.default_shard),
+        )
+    }
+
+    /// The resolved shard map; without `[[tables]]` an empty one (every table on the default shard).
+    pub fn shard_map(&self) -> &ShardMap {
+        &self.shard_map.0
     }
 
     fn validate(&self, text: &str) -> Result<(), Error> {
@@ -470,6 +517,9 @@ impl Config {
                 u.name
             ));
         }
+        if let Err(map_errs) = self.build_shard_map(text) {
+            errs.extend(map_errs.iter().map(ConfigError::to_string));
+        }
         if errs.is_empty() {
             Ok(())
         } else {
@@ -547,6 +597,68 @@ replicas = ["127.0.0.1:3312"]
         let e = Config::parse(&bad).unwrap_err().to_string();
         assert!(e.contains("unknown field `pool`"), "{e}");
         assert!(e.contains("line 7"), "{e}");
+    }
+
+    const SHARDED: &str = r#"
+[[shards]]
+name = "s1"
+primary = "127.0.0.1:3321"
+
+[sharding]
+node_id = 1
+
+[[tables]]
+name = "shop.orders"
+shard_key = "member_id"
+algorithm = "consistent_hash"
+gene_column = "id"
+
+[[tables]]
+name = "shop.order_items"
+binding = "shop.orders"
+binding_key = "order_id"
+"#;
+
+    #[test]
+    fn shard_map_is_resolved() {
+        let c = Config::parse(GOOD).unwrap();
+        assert!(c.shard_map().is_empty());
+        assert_eq!(c.shard_map().shards(), ["s0"]);
+        let c = Config::parse(&format!("{GOOD}{SHARDED}")).unwrap();
+        let map = c.shard_map();
+        assert_eq!(map.node_id(), 1);
+        assert_eq!(map.shards(), ["s0", "s1"]);
+        let items = map.table(Some("shop"), "order_items").unwrap();
+        assert!(matches!(
+            items.kind(),
+            peakgate_router::TableKind::Binding(_)
+        ));
+    }
+
+    #[test]
+    fn shard_map_errors_come_with_the_others() {
+        let text = format!("{GOOD}{SHARDED}")
+            .replace("node_id = 1", "node_id = 2000")
+            .replace("binding = \"shop.orders\"", "binding = \"shop.order\"")
+            .replace("*6BB4", "6BB4");
+        let e = Config::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("users[0].password_sha1"), "{e}");
+        assert!(
+            e.contains("sharding.node_id: 2000 is out of range 0..=1023; give each proxy instance its own (line 27)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("tables[1].binding: no [[tables]] entry for \"shop.order\"; a binding table follows a sharded table (line 37)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn shard_map_keys_are_checked_by_serde() {
+        let text = format!("{GOOD}{SHARDED}").replace("gene_column", "gene_col");
+        let e = Config::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("unknown field `gene_col`"), "{e}");
+        assert!(e.contains("line 33"), "{e}");
     }
 
     #[test]

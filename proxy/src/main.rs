@@ -26,10 +26,27 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Validate a configuration file and print the resolved settings; exits 1 on errors.
+    /// Validate a configuration file and print the resolved settings and shard map; exits 1 with
+    /// every error.
     CheckConfig {
         /// The file to check.
         file: PathBuf,
+    },
+    /// Print the shard a key of a table lands on under FILE's shard map, and how it was derived.
+    /// The first line is the shard name alone ("*" for every shard).
+    ///
+    /// Example: `peakgate shard-of peakgate.toml shop.orders 42` (by shard key member_id), or
+    /// `peakgate shard-of peakgate.toml shop.orders 2190231552131073 --column id` (by generated id).
+    ShardOf {
+        /// The configuration file.
+        file: PathBuf,
+        /// The table, `schema.table` (or `table` when only one rule has that name).
+        table: String,
+        /// The key: read as an integer when it is one, otherwise as a string.
+        key: String,
+        /// The column the key belongs to; default the table's shard key (binding key for a binding table).
+        #[arg(long)]
+        column: Option<String>,
     },
     /// Print the `password_sha1` value for a password (what `SELECT PASSWORD('...')` prints).
     HashPassword {
@@ -44,7 +61,18 @@ fn main() -> anyhow::Result<()> {
         Some(Command::CheckConfig { file }) => {
             let cfg = Config::load(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             println!("{cfg:#?}");
+            println!();
+            print!("{}", cfg.shard_map());
             return Ok(());
+        }
+        Some(Command::ShardOf {
+            file,
+            table,
+            key,
+            column,
+        }) => {
+            let cfg = Config::load(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            return shard_of(cfg.shard_map(), table, key, column.as_deref());
         }
         Some(Command::HashPassword { password }) => {
             let h = peakgate::protocol::auth::native_hash(password.as_bytes());
@@ -76,6 +104,49 @@ fn main() -> anyhow::Result<()> {
         });
         proxy.serve(rx).await
     })
+}
+
+/// `peakgate shard-of`: prints the shard of `key` in `table`, then how it was derived.
+fn shard_of(
+    map: &peakgate_router::ShardMap,
+    table: &str,
+    key: &str,
+    column: Option<&str>,
+) -> anyhow::Result<()> {
+    let (schema, name) = match table.split_once('.') {
+        Some((schema, name)) => (Some(schema), name),
+        None => (None, table),
+    };
+    let rule = match map.table(schema, name) {
+        Some(rule) => rule,
+        None if schema.is_none() => {
+            let mut same = map
+                .tables()
+                .iter()
+                .filter(|t| t.name().eq_ignore_ascii_case(name));
+            match (same.next(), same.next()) {
+                (Some(rule), None) => rule,
+                (Some(_), Some(_)) => anyhow::bail!("\"{table}\" is ambiguous: name its schema"),
+                (None, _) => {
+                    anyhow::bail!("no [[tables]] rule for \"{table}\": it is on the default shard")
+                }
+            }
+        }
+        None => anyhow::bail!("no [[tables]] rule for \"{table}\": it is on the default shard"),
+    };
+    let value = if let Ok(v) = key.parse::<i64>() {
+        peakgate_router::KeyValue::Int(v)
+    } else if let Ok(v) = key.parse::<u64>() {
+        peakgate_router::KeyValue::UInt(v)
+    } else {
+        peakgate_router::KeyValue::Bytes(key.as_bytes())
+    };
+    let lookup = map
+        .explain(rule, column, value)
+        .map_err(|e| anyhow::anyhow!("{rule} key {key:?}: {e}"))?;
+    println!("{}", lookup.shard.map_or("*", |s| map.shard_name(s)));
+    println!("{}", lookup.how);
+    Ok(())
 }
 
 async fn wait_for_signal() {

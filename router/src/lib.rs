@@ -16,6 +16,11 @@
 //! - [`hints`]: `/* peakgate: route=reporting shard=s1 */` comment hints.
 //! - [`plan`]: where a statement runs in its shard (primary, replica by lag and read-your-writes,
 //!   reporting), from the statement, the session's facts and the replicas' state.
+//! - [`shard_map`]: the `[sharding]` / `[[tables]]` map: validation with line-precise errors and
+//!   the per-statement lookups (table rule, key -> shard, gene id -> shard).
+//! - [`ring`]: the sharding algorithms and the key hash: slots, the consistent-hash ring, range,
+//!   modulo. Part of the data-placement contract, pinned by `tests/cases/shard_vectors.toml`.
+//! - [`gene`]: gene ids (time-ordered, carrying their row's shard) and their generator.
 //! - [`error`]: [`Error`], this crate's error enum.
 //! - `keyword.rs` (private): the fixed keyword table the scanner matches words against.
 //!
@@ -24,11 +29,17 @@
 pub mod classify;
 pub mod digest;
 pub mod error;
+pub mod gene;
 pub mod hints;
 mod keyword;
 pub mod lexer;
 pub mod plan;
+pub mod ring;
+pub mod shard_map;
 
 pub use classify::{Classifier, SessionEffects, Statement, StatementKind};
 pub use error::Error;
+pub use gene::IdGenerator;
 pub use hints::{Hints, RouteHint};
+pub use ring::{KeyType, KeyValue, ShardIdx, Slot};
+pub use shard_map::{ConfigError, ShardMap, TableKind, TableRule};
