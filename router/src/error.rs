@@ -35,4 +35,7 @@ pub enum Error {
         /// The limit.
         limit: u32,
     },
+    /// A statement could not be analysed for shard routing.
+    #[error(transparent)]
+    Analyze(#[from] crate::analyze::AnalyzeError),
 }
