@@ -38,4 +38,7 @@ pub enum Error {
     /// A statement could not be analysed for shard routing.
     #[error(transparent)]
     Analyze(#[from] crate::analyze::AnalyzeError),
+    /// A scatter-gathered SELECT cannot be merged, or its rows could not be.
+    #[error(transparent)]
+    Merge(#[from] crate::merge::MergeError),
 }

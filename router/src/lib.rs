@@ -34,6 +34,7 @@ pub mod error;
 pub mod hints;
 mod keyword;
 pub mod lexer;
+pub mod merge;
 mod source;
 
 pub use analyze::{
@@ -42,3 +43,4 @@ pub use analyze::{
 pub use classify::{Classifier, SessionEffects, Statement, StatementKind};
 pub use error::Error;
 pub use hints::{Hints, RouteHint};
+pub use merge::{ColumnType, MergeError, MergeSpec, Merger, merge_spec};
