@@ -378,6 +378,8 @@ struct Builder<'q> {
     has_wildcard: bool,
     /// Hidden column texts, in order.
     hidden: Vec<String>,
+    /// Per hidden column: it is an AVG's sum (not to be shared with a plain `SUM`).
+    hidden_avg: Vec<bool>,
     /// A hidden column other than an AVG's count was added.
     hidden_plain: bool,
     aggregates: Vec<AggregateColumn>,
@@ -423,6 +425,7 @@ impl<'q> Builder<'q> {
             items,
             has_wildcard: first.is_some(),
             hidden: Vec::new(),
+            hidden_avg: Vec::new(),
             hidden_plain: false,
             aggregates: Vec::new(),
             renamed: Vec::new(),
@@ -430,17 +433,31 @@ impl<'q> Builder<'q> {
         })
     }
 
-    /// Appends a hidden column; refuses text sqlparser may have rendered wrongly.
+    /// Appends a hidden column (or finds the same one); refuses text sqlparser may have
+    /// rendered wrongly.
     fn hidden_text(&mut self, text: String) -> Result<ColumnPos, MergeError> {
+        self.hidden_column(text, true)
+    }
+
+    /// Appends a hidden column; `shared`: an equal existing one will do. An AVG's `SUM` is
+    /// never shared: its merged value becomes the average, which a plain `SUM` must not see.
+    fn hidden_column(&mut self, text: String, shared: bool) -> Result<ColumnPos, MergeError> {
         if text.contains('\\') {
             return Err(unsupported(
                 "a backslash in a string of an added column (it would not round-trip)",
             ));
         }
-        if let Some(j) = self.hidden.iter().position(|h| *h == text) {
+        if shared
+            && let Some(j) = self
+                .hidden
+                .iter()
+                .zip(&self.hidden_avg)
+                .position(|(h, &avg)| *h == text && !avg)
+        {
             return Ok(ColumnPos::Hidden(j));
         }
         self.hidden.push(text);
+        self.hidden_avg.push(!shared);
         Ok(ColumnPos::Hidden(self.hidden.len() - 1))
     }
 
@@ -484,7 +501,15 @@ impl<'q> Builder<'q> {
         // Not in the select list: a hidden column.
         match aggregate_of(expr)? {
             Some(Fn::Avg(args)) => {
-                let sum = self.hidden_text(format!("SUM{args}"))?;
+                let avg = self
+                    .hidden
+                    .iter()
+                    .zip(&self.hidden_avg)
+                    .position(|(h, &avg)| avg && *h == format!("SUM{args}"));
+                if let Some(j) = avg {
+                    return Ok((ColumnPos::Hidden(j), true));
+                }
+                let sum = self.hidden_column(format!("SUM{args}"), false)?;
                 let count = self.hidden_text(format!("COUNT{args}"))?;
                 for (column, function) in
                     [(count, Aggregate::Count), (sum, Aggregate::Avg { count })]

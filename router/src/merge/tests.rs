@@ -302,3 +302,23 @@ fn bad_input_is_an_error_not_a_panic() {
         Err(MergeError::BadValue { column: 1, .. })
     ));
 }
+
+#[test]
+fn a_hidden_avg_does_not_share_its_sum_with_a_plain_sum() {
+    let sql = "SELECT g FROM t GROUP BY g HAVING SUM(a) > 1 ORDER BY AVG(a) DESC, g";
+    let s = spec(sql);
+    assert_eq!(
+        s.shard_sql,
+        "SELECT g, SUM(a), COUNT(a), SUM(a) FROM t GROUP BY g"
+    );
+    // g=1: sum 4 over 4 rows (avg 1); g=2: sum 3 over 1 row (avg 3).
+    let out = merged(
+        sql,
+        &[Int, Decimal, Int, Decimal],
+        &[
+            &[&["1", "2", "2", "2"], &["2", "3", "1", "3"]],
+            &[&["1", "2", "2", "2"]],
+        ],
+    );
+    assert_eq!(out, [["2"], ["1"]]);
+}
