@@ -18,9 +18,11 @@
 //! - Table names are reported as written (quotes removed, case kept); column names lower-cased.
 //! - Placeholders are numbered by their position in the text, from 0.
 //!
-//! Layout: `analyze/walk.rs` walks queries, scopes and expressions; `analyze/write.rs` handles
+//! Layout: `analyze/walk.rs` walks queries, scopes and expressions; `analyze/keys.rs` finds the
+//! shard-key constraints of a scope; `analyze/write.rs` handles
 //! INSERT/REPLACE rows, UPDATE assignments and DDL.
 
+mod keys;
 mod walk;
 mod write;
 

@@ -3,52 +3,26 @@
 //! sqlparser tells what the clauses mean; the crate's lexer tells where they are in the text
 //! (sqlparser's spans do not cover every node's end). The shard SQL is the client's text with a
 //! few edits: `AVG` renamed `SUM` in place, hidden columns inserted after the last select item,
-//! and the HAVING / ORDER BY / LIMIT clauses removed or replaced.
+//! and the HAVING / ORDER BY / LIMIT clauses removed or replaced. `spec/layout.rs` finds the
+//! clauses in the text, `spec/expr.rs` reads aggregate calls and literals.
+
+mod expr;
+mod layout;
 
 use std::ops::Range;
 
 use sqlparser::ast::{
-    self, BinaryOperator, Distinct, DuplicateTreatment, Expr, FunctionArguments, GroupByExpr,
-    LimitClause, ObjectNamePart, OrderByKind, OrderBySort, SelectItem, SetExpr, UnaryOperator,
-    Value,
+    self, BinaryOperator, Distinct, Expr, GroupByExpr, OrderByKind, OrderBySort, SelectItem,
+    SetExpr, UnaryOperator, Value,
 };
 
-use super::{
-    Aggregate, AggregateColumn, CmpOp, ColumnPos, Having, Literal, MergeError, MergeSpec, SortKey,
-};
+use super::{Aggregate, AggregateColumn, ColumnPos, Having, MergeError, MergeSpec, SortKey};
 use crate::source::{self, ParseFailure, Source};
-
-/// Select modifiers that may stand between `SELECT` and the first item.
-const MODIFIERS: [&str; 11] = [
-    "ALL",
-    "DISTINCT",
-    "DISTINCTROW",
-    "HIGH_PRIORITY",
-    "STRAIGHT_JOIN",
-    "SQL_SMALL_RESULT",
-    "SQL_BIG_RESULT",
-    "SQL_BUFFER_RESULT",
-    "SQL_CACHE",
-    "SQL_NO_CACHE",
-    "SQL_CALC_FOUND_ROWS",
-];
-
-/// Aggregate functions the merge cannot combine from per-shard results.
-const OTHER_AGGREGATES: [&str; 13] = [
-    "GROUP_CONCAT",
-    "STD",
-    "STDDEV",
-    "STDDEV_POP",
-    "STDDEV_SAMP",
-    "VARIANCE",
-    "VAR_POP",
-    "VAR_SAMP",
-    "BIT_AND",
-    "BIT_OR",
-    "BIT_XOR",
-    "JSON_ARRAYAGG",
-    "JSON_OBJECTAGG",
-];
+use expr::{
+    Fn, aggregate_of, children, cmp_op, contains_aggregate, flip, item_expr, limit_of, literal,
+    same_column,
+};
+use layout::{Layout, apply_edits};
 
 /// Deepest HAVING condition converted (`AND`/`OR`/`NOT` nesting).
 const MAX_HAVING_DEPTH: usize = 64;
@@ -222,141 +196,6 @@ fn unsupported(what: &str) -> MergeError {
     MergeError::Unsupported(what.to_owned())
 }
 
-/// Where the outer `SELECT`'s pieces are in the text.
-#[derive(Debug)]
-struct Layout {
-    /// Byte range of each select item.
-    items: Vec<Range<usize>>,
-    /// End of the last select item: hidden columns go here.
-    items_end: usize,
-    having: Option<Range<usize>>,
-    order: Option<Range<usize>>,
-    limit: Option<Range<usize>>,
-}
-
-impl Layout {
-    fn find(src: &Source<'_>, select: &ast::Select) -> Result<Layout, MergeError> {
-        let lost = || unsupported("the select list could not be located in the text");
-        let start = src
-            .offset(select.select_token.0.span.start)
-            .ok_or_else(lost)?;
-        let mut i = src.token_at(start);
-        if !src.is_word(i, "SELECT") {
-            return Err(lost());
-        }
-        i += 1;
-        while MODIFIERS.iter().any(|m| src.is_word(i, m)) {
-            i += 1;
-        }
-        let tokens = src.tokens();
-        let ends_items = |i: usize| {
-            [
-                "FROM",
-                "INTO",
-                "WHERE",
-                "GROUP",
-                "HAVING",
-                "WINDOW",
-                "ORDER",
-                "LIMIT",
-                "FOR",
-                "LOCK",
-                "PROCEDURE",
-                "UNION",
-            ]
-            .iter()
-            .any(|w| src.is_word(i, w))
-                || src.is_punct(i, ";")
-        };
-        let mut items = Vec::new();
-        let mut depth = 0usize;
-        let mut piece: Option<Range<usize>> = None;
-        while let Some(token) = tokens.get(i) {
-            if depth == 0 && (ends_items(i) || src.is_punct(i, ",")) {
-                items.extend(piece.take());
-                if !src.is_punct(i, ",") {
-                    break;
-                }
-            } else {
-                if src.is_punct(i, "(") {
-                    depth += 1;
-                } else if src.is_punct(i, ")") {
-                    depth = depth.checked_sub(1).ok_or_else(lost)?;
-                }
-                piece = Some(piece.map_or(token.start..token.end, |p| p.start..token.end));
-            }
-            i += 1;
-        }
-        items.extend(piece);
-        if items.len() != select.projection.len() {
-            return Err(lost());
-        }
-        let items_end = items.last().map(|r| r.end).ok_or_else(lost)?;
-
-        // Clause keywords at depth 0 after the select list.
-        let (mut having, mut window, mut order, mut limit, mut end) =
-            (None, None, None, None, None);
-        let mut depth = 0usize;
-        while let Some(token) = tokens.get(i) {
-            if src.is_punct(i, "(") {
-                depth += 1;
-            } else if src.is_punct(i, ")") {
-                depth = depth.saturating_sub(1);
-            } else if depth == 0 {
-                if src.is_word(i, "HAVING") {
-                    having = Some(token.start);
-                } else if src.is_word(i, "WINDOW") {
-                    window = Some(token.start);
-                } else if src.is_word(i, "ORDER") && src.is_word(i + 1, "BY") {
-                    order = Some(token.start);
-                } else if src.is_word(i, "LIMIT") {
-                    limit = Some(token.start);
-                } else if ["FOR", "LOCK", "INTO", "PROCEDURE"]
-                    .iter()
-                    .any(|w| src.is_word(i, w))
-                    || src.is_punct(i, ";")
-                {
-                    end = Some(token.start);
-                    break;
-                }
-            }
-            i += 1;
-        }
-        let end = end.unwrap_or(src_len(src));
-        let first = |candidates: &[Option<usize>]| {
-            candidates.iter().flatten().copied().min().unwrap_or(end)
-        };
-        Ok(Layout {
-            items,
-            items_end,
-            having: having.map(|h| h..first(&[window, order, limit])),
-            order: order.map(|o| o..first(&[limit])),
-            limit: limit.map(|l| l..end),
-        })
-    }
-}
-
-fn src_len(src: &Source<'_>) -> usize {
-    src.tokens().last().map_or(0, |t| t.end)
-}
-
-/// Applies non-overlapping edits to `sql`.
-fn apply_edits(sql: &str, mut edits: Vec<(Range<usize>, String)>) -> Result<String, MergeError> {
-    edits.sort_by_key(|(range, _)| (range.start, range.end));
-    let mut out = String::with_capacity(sql.len() + 64);
-    let mut at = 0;
-    for (range, text) in edits {
-        let kept = sql
-            .get(at..range.start)
-            .ok_or_else(|| unsupported("overlapping rewrites of the statement"))?;
-        out.push_str(kept);
-        out.push_str(&text);
-        at = range.end.max(at);
-    }
-    out.push_str(sql.get(at..).unwrap_or_default());
-    Ok(out.trim_end().to_owned())
-}
-
 /// A select item as the spec sees it.
 struct Item<'q> {
     expr: Option<&'q Expr>,
@@ -364,13 +203,6 @@ struct Item<'q> {
     /// `None` between two wildcards.
     pos: Option<ColumnPos>,
     aggregate: bool,
-}
-
-/// An aggregate call of a select item.
-enum Fn {
-    Plain(Aggregate),
-    /// `AVG`, with its argument list as text (`(x)`).
-    Avg(String),
 }
 
 struct Builder<'q> {
@@ -610,238 +442,5 @@ impl<'q> Builder<'q> {
                 "a HAVING condition other than comparisons with literals, AND, OR, NOT",
             )),
         }
-    }
-}
-
-fn item_expr(item: &SelectItem) -> Option<&Expr> {
-    match item {
-        SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => Some(expr),
-        _ => None,
-    }
-}
-
-/// Whether select-item expression `item` is the column `expr` (rendered as `text`): equal
-/// text, or the same column name where one side is unqualified.
-fn same_column(item: &Expr, expr: &Expr, text: &str) -> bool {
-    if item.to_string() == text {
-        return true;
-    }
-    let last = |e: &Expr| match e {
-        Expr::Identifier(i) => Some((i.value.to_lowercase(), false)),
-        Expr::CompoundIdentifier(parts) => parts.last().map(|i| (i.value.to_lowercase(), true)),
-        _ => None,
-    };
-    match (last(item), last(expr)) {
-        (Some((a, qa)), Some((b, qb))) => a == b && !(qa && qb),
-        _ => false,
-    }
-}
-
-/// The aggregate an expression is, `None` for a plain expression; an error for an aggregate
-/// the merge cannot combine, or one inside a larger expression.
-fn aggregate_of(expr: &Expr) -> Result<Option<Fn>, MergeError> {
-    if let Expr::Function(function) = expr
-        && let Some(name) = function_name(function)
-    {
-        let upper = name.to_ascii_uppercase();
-        let is_plain = ["COUNT", "SUM", "MIN", "MAX", "AVG"].contains(&upper.as_str());
-        if is_plain || OTHER_AGGREGATES.contains(&upper.as_str()) {
-            if function.over.is_some() {
-                return Err(unsupported("window functions"));
-            }
-            if !is_plain {
-                return Err(MergeError::Unsupported(format!("the aggregate {upper}")));
-            }
-            let distinct = matches!(
-                &function.args,
-                FunctionArguments::List(list)
-                    if list.duplicate_treatment == Some(DuplicateTreatment::Distinct)
-            );
-            if distinct && !matches!(upper.as_str(), "MIN" | "MAX") {
-                return Err(MergeError::Unsupported(format!("{upper}(DISTINCT ..)")));
-            }
-            let inner: Vec<&Expr> = children(expr);
-            if inner.iter().any(|e| contains_aggregate(e)) {
-                return Err(unsupported("nested aggregates"));
-            }
-            return Ok(Some(match upper.as_str() {
-                "COUNT" => Fn::Plain(Aggregate::Count),
-                "SUM" => Fn::Plain(Aggregate::Sum),
-                "MIN" => Fn::Plain(Aggregate::Min),
-                "MAX" => Fn::Plain(Aggregate::Max),
-                _ => Fn::Avg(function.args.to_string()),
-            }));
-        }
-        if function.over.is_some() {
-            return Err(unsupported("window functions"));
-        }
-    }
-    if children(expr).iter().any(|e| contains_aggregate(e)) {
-        return Err(unsupported("an aggregate inside a larger expression"));
-    }
-    Ok(None)
-}
-
-fn function_name(function: &ast::Function) -> Option<&str> {
-    match function.name.0.as_slice() {
-        [ObjectNamePart::Identifier(ident)] => Some(&ident.value),
-        _ => None,
-    }
-}
-
-/// Whether an aggregate or window call appears anywhere in `expr`. Iterative.
-fn contains_aggregate(expr: &Expr) -> bool {
-    let mut stack = vec![expr];
-    while let Some(expr) = stack.pop() {
-        if let Expr::Function(function) = expr
-            && let Some(name) = function_name(function)
-        {
-            let upper = name.to_ascii_uppercase();
-            if function.over.is_some()
-                || ["COUNT", "SUM", "MIN", "MAX", "AVG"].contains(&upper.as_str())
-                || OTHER_AGGREGATES.contains(&upper.as_str())
-            {
-                return true;
-            }
-        }
-        stack.extend(children(expr));
-    }
-    false
-}
-
-/// The sub-expressions of the common expression kinds (not of subqueries: an aggregate inside a
-/// subquery is the subquery's).
-fn children(expr: &Expr) -> Vec<&Expr> {
-    match expr {
-        Expr::BinaryOp { left, right, .. } => vec![left, right],
-        Expr::UnaryOp { expr, .. }
-        | Expr::Nested(expr)
-        | Expr::IsNull(expr)
-        | Expr::IsNotNull(expr)
-        | Expr::Cast { expr, .. }
-        | Expr::Convert { expr, .. }
-        | Expr::Collate { expr, .. } => vec![expr],
-        Expr::Between {
-            expr, low, high, ..
-        } => vec![expr, low, high],
-        Expr::In {
-            expr,
-            target: ast::InTarget::List(list),
-            ..
-        } => std::iter::once(expr.as_ref()).chain(list).collect(),
-        Expr::Case {
-            operand,
-            conditions,
-            else_result,
-            ..
-        } => operand
-            .as_deref()
-            .into_iter()
-            .chain(conditions.iter().flat_map(|c| [&c.condition, &c.result]))
-            .chain(else_result.as_deref())
-            .collect(),
-        Expr::Function(function) => match &function.args {
-            FunctionArguments::List(list) => list
-                .args
-                .iter()
-                .filter_map(|arg| match arg {
-                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))
-                    | ast::FunctionArg::Named {
-                        arg: ast::FunctionArgExpr::Expr(e),
-                        ..
-                    } => Some(e),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        },
-        Expr::Tuple(items) => items.iter().collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn cmp_op(op: &BinaryOperator) -> Option<CmpOp> {
-    Some(match op {
-        BinaryOperator::Eq => CmpOp::Eq,
-        BinaryOperator::NotEq => CmpOp::NotEq,
-        BinaryOperator::Lt => CmpOp::Lt,
-        BinaryOperator::LtEq => CmpOp::LtEq,
-        BinaryOperator::Gt => CmpOp::Gt,
-        BinaryOperator::GtEq => CmpOp::GtEq,
-        _ => return None,
-    })
-}
-
-/// `a op b` as `b flip(op) a`.
-fn flip(op: CmpOp) -> CmpOp {
-    match op {
-        CmpOp::Lt => CmpOp::Gt,
-        CmpOp::LtEq => CmpOp::GtEq,
-        CmpOp::Gt => CmpOp::Lt,
-        CmpOp::GtEq => CmpOp::LtEq,
-        other => other,
-    }
-}
-
-fn literal(expr: &Expr) -> Option<Literal> {
-    match expr {
-        Expr::Nested(inner) => literal(inner),
-        Expr::UnaryOp {
-            op: UnaryOperator::Minus,
-            expr,
-        } => match literal(expr)? {
-            Literal::Number(n) => Some(Literal::Number(match n.strip_prefix('-') {
-                Some(positive) => positive.to_owned(),
-                None => format!("-{n}"),
-            })),
-            _ => None,
-        },
-        Expr::Value(v) => match &v.value {
-            Value::Number(n, _) => Some(Literal::Number(n.clone())),
-            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
-                Some(Literal::Str(s.clone().into_bytes()))
-            }
-            Value::Null => Some(Literal::Null),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// `(limit, offset)` of a LIMIT clause of integer literals.
-fn limit_of(clause: Option<&LimitClause>) -> Result<(Option<u64>, u64), MergeError> {
-    let number = |expr: &Expr| match expr {
-        Expr::Value(v) => match &v.value {
-            Value::Number(n, _) => n.parse::<u64>().ok(),
-            _ => None,
-        },
-        _ => None,
-    };
-    let bad =
-        || unsupported("LIMIT / OFFSET other than integer literals (substitute parameters first)");
-    match clause {
-        None => Ok((None, 0)),
-        Some(LimitClause::LimitOffset {
-            limit,
-            offset,
-            limit_by,
-        }) => {
-            if !limit_by.is_empty() {
-                return Err(unsupported("LIMIT BY"));
-            }
-            let limit = match limit {
-                Some(expr) => Some(number(expr).ok_or_else(bad)?),
-                None => None,
-            };
-            let offset = match offset {
-                Some(offset) => number(&offset.value).ok_or_else(bad)?,
-                None => 0,
-            };
-            Ok((limit, offset))
-        }
-        Some(LimitClause::OffsetCommaLimit { offset, limit }) => Ok((
-            Some(number(limit).ok_or_else(bad)?),
-            number(offset).ok_or_else(bad)?,
-        )),
     }
 }
