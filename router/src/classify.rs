@@ -26,6 +26,15 @@ use crate::hints::Hints;
 
 pub use scan::scan;
 
+/// Parses `sql` with sqlparser (MySqlDialect) behind the same guards the classifier uses (paren
+/// depth, operator count, UTF-8, executable-comment markers blanked in place, panics caught), for
+/// the router's other users of the AST. Byte offsets in the text handed to sqlparser are those of
+/// `sql`.
+pub(crate) fn parse_guarded(sql: &[u8]) -> Result<Vec<sqlparser::ast::Statement>, crate::Error> {
+    let (_, complexity) = scan::scan_with_complexity(sql);
+    parse::parse(sql, complexity)
+}
+
 /// What a statement is, as far as routing cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StatementKind {

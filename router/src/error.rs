@@ -70,4 +70,10 @@ pub enum Error {
         /// The Unix millisecond from which ids are available again.
         retry_at_ms: u64,
     },
+    /// A statement could not be analysed for shard routing.
+    #[error(transparent)]
+    Analyze(#[from] crate::analyze::AnalyzeError),
+    /// A scatter-gathered SELECT cannot be merged, or its rows could not be.
+    #[error(transparent)]
+    Merge(#[from] crate::merge::MergeError),
 }

@@ -12,6 +12,13 @@
 //! - [`classify`]: [`StatementKind`], [`SessionEffects`], [`Statement`] and the [`Classifier`]
 //!   with its per-digest LRU of sqlparser verdicts. `classify/scan.rs` is the one pass and the
 //!   classification rules; `classify/parse.rs` is the sqlparser side.
+//! - [`analyze`]: what a statement touches for shard routing: tables, shard-key values, join
+//!   conditions, INSERT rows with their byte ranges ([`analyze::analyze`], a [`ShardKeys`] answers
+//!   which tables are sharded).
+//! - [`merge`]: scatter-gather merge of shard results: the shard SQL rewrite and [`MergeSpec`]
+//!   ([`merge::merge_spec`]), and the streaming [`Merger`] (ORDER BY, LIMIT/OFFSET, GROUP BY,
+//!   aggregates, HAVING, DISTINCT).
+//! - `source.rs` (private): sqlparser behind the classifier's guards, AST positions as byte offsets.
 //! - [`digest`]: the normalised fingerprint text and its FNV-1a 64 hash.
 //! - [`hints`]: `/* peakgate: route=reporting shard=s1 */` comment hints.
 //! - [`plan`]: where a statement runs in its shard (primary, replica by lag and read-your-writes,
@@ -24,8 +31,10 @@
 //! - [`error`]: [`Error`], this crate's error enum.
 //! - `keyword.rs` (private): the fixed keyword table the scanner matches words against.
 //!
-//! Golden cases for every classification rule live in `tests/cases/classify.toml`.
+//! Golden cases for every classification rule live in `tests/cases/classify.toml`, for every
+//! analysis rule in `tests/cases/analyze.toml`.
 
+pub mod analyze;
 pub mod classify;
 pub mod digest;
 pub mod error;
@@ -36,10 +45,16 @@ pub mod lexer;
 pub mod plan;
 pub mod ring;
 pub mod shard_map;
+pub mod merge;
+mod source;
 
+pub use analyze::{
+    Analysis, AnalyzeError, KeyColumns, KeyConstraint, KeyRef, ShardKeys, StatementType,
+};
 pub use classify::{Classifier, SessionEffects, Statement, StatementKind};
 pub use error::Error;
 pub use gene::IdGenerator;
 pub use hints::{Hints, RouteHint};
 pub use ring::{KeyType, KeyValue, ShardIdx, Slot};
 pub use shard_map::{ConfigError, ShardMap, TableKind, TableRule};
+pub use merge::{ColumnType, MergeError, MergeSpec, Merger, merge_spec};
