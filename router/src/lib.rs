@@ -42,10 +42,10 @@ pub mod gene;
 pub mod hints;
 mod keyword;
 pub mod lexer;
+pub mod merge;
 pub mod plan;
 pub mod ring;
 pub mod shard_map;
-pub mod merge;
 mod source;
 
 pub use analyze::{
@@ -55,6 +55,6 @@ pub use classify::{Classifier, SessionEffects, Statement, StatementKind};
 pub use error::Error;
 pub use gene::IdGenerator;
 pub use hints::{Hints, RouteHint};
+pub use merge::{ColumnType, MergeError, MergeSpec, Merger, merge_spec};
 pub use ring::{KeyType, KeyValue, ShardIdx, Slot};
 pub use shard_map::{ConfigError, ShardMap, TableKind, TableRule};
-pub use merge::{ColumnType, MergeError, MergeSpec, Merger, merge_spec};
