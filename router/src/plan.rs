@@ -24,6 +24,8 @@
 //! Reporting instances take only reporting reads (hint or rule), never OLTP reads; when none is
 //! eligible, a reporting read falls back to the replicas, then as in 4.
 
+pub mod shard;
+
 use crate::classify::{Statement, StatementKind};
 use crate::hints::RouteHint;
 

@@ -456,6 +456,17 @@ impl Algorithm {
         }
     }
 
+    /// Whether two algorithms place every key on the same shard (so rows of two tables with equal
+    /// keys are always together).
+    pub fn same_placement(&self, other: &Algorithm) -> bool {
+        match (self, other) {
+            (Algorithm::ConsistentHash(a), Algorithm::ConsistentHash(b)) => a.slots == b.slots,
+            (Algorithm::Range(a), Algorithm::Range(b)) => a == b,
+            (Algorithm::Modulo(a), Algorithm::Modulo(b)) => a == b,
+            _ => false,
+        }
+    }
+
     /// The shard of a canonical key.
     pub fn shard_of(&self, key: Key<'_>) -> Result<ShardIdx, Error> {
         match (self, key) {
