@@ -6,6 +6,7 @@
 //! - `frontend/`: one client session (login, command loop, prepared statements, pinning).
 //! - `backend/`: raw-protocol backend connections and their bb8 pools.
 //! - `execute`: relays one command's answer from a backend to the client.
+//! - `scatter`: runs one statement on several shards (merged reads, summed writes).
 //! - `session_state`: the session state replayed on pooled connections.
 //! - `config`, `metrics`, `admin`, `errors`, `server` (listeners and shared state).
 //!
@@ -19,6 +20,7 @@ pub mod execute;
 pub mod frontend;
 pub mod metrics;
 pub mod protocol;
+pub mod scatter;
 pub mod server;
 pub mod session_state;
 

@@ -43,6 +43,11 @@ pub const RYW_FALLBACKS: &str = "peakgate_ryw_primary_fallbacks_total";
 pub const LAG_FALLBACKS: &str = "peakgate_lag_fallbacks_total";
 /// Counter: reads retried on another instance after a replica failed before answering.
 pub const READ_RETRIES: &str = "peakgate_read_retries_total";
+/// Counter, label `shard`: statements of mapped tables routed to each shard (a scatter statement
+/// counts on each of its shards).
+pub const SHARD_STATEMENTS: &str = "peakgate_shard_statements_total";
+/// Counter, label `kind` (read | write): statements run on several shards.
+pub const SCATTER: &str = "peakgate_scatter_statements_total";
 /// Gauge, labels `instance`, `shard`, `role`: replica lag in milliseconds measured by the
 /// heartbeat (absent while unknown).
 pub const REPLICA_LAG: &str = "peakgate_replica_lag_ms";
@@ -117,6 +122,10 @@ pub struct Metrics {
     pub ryw_fallbacks: Counter,
     pub lag_fallbacks: Counter,
     pub read_retries: Counter,
+    /// Statements by shard (index), from the shard planner.
+    pub per_shard: [Counter; 16],
+    pub scatter_reads: Counter,
+    pub scatter_writes: Counter,
     errors: Mutex<BTreeMap<u16, u64>>,
     pub latency: Histogram,
 }
@@ -136,6 +145,15 @@ impl Metrics {
             Role::Reporting => 2,
         };
         self.routed[i].inc();
+    }
+
+    /// Counts a planned statement on each of its shards (the first 16 shards).
+    pub fn shard_plan(&self, shards: &peakgate_router::plan::shard::Shards) {
+        for s in shards.list() {
+            if let Some(c) = self.per_shard.get(s.index()) {
+                c.inc();
+            }
+        }
     }
 
     pub fn error(&self, code: u16) {
@@ -288,6 +306,25 @@ pub fn render(
         head(&mut s, name, "counter", help);
         let _ = writeln!(s, "{name} {}", c.get());
     }
+    head(
+        &mut s,
+        SHARD_STATEMENTS,
+        "counter",
+        "Statements of mapped tables by shard.",
+    );
+    for (i, sh) in topo.shards.iter().enumerate() {
+        if let Some(c) = m.per_shard.get(i) {
+            let _ = writeln!(s, "{SHARD_STATEMENTS}{{shard=\"{}\"}} {}", sh.name, c.get());
+        }
+    }
+    head(
+        &mut s,
+        SCATTER,
+        "counter",
+        "Statements run on several shards.",
+    );
+    let _ = writeln!(s, "{SCATTER}{{kind=\"read\"}} {}", m.scatter_reads.get());
+    let _ = writeln!(s, "{SCATTER}{{kind=\"write\"}} {}", m.scatter_writes.get());
     head(
         &mut s,
         REPLICA_LAG,

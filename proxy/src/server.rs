@@ -39,6 +39,10 @@ pub struct Shared {
     >,
     next_conn_id: AtomicU32,
     client_slots: Arc<Semaphore>,
+    /// Per (digest, schema): whether the statement names a table of the shard map.
+    map_touch: std::sync::Mutex<lru::LruCache<(u64, u64), bool>>,
+    /// Ids for sharded tables' gene columns (`sharding.node_id` keeps proxies apart).
+    ids: std::sync::Mutex<peakgate_router::IdGenerator>,
 }
 
 impl Shared {
@@ -75,6 +79,53 @@ impl Shared {
         v
     }
 
+    /// Whether statements of this digest in this schema name a mapped table, if known.
+    pub fn touches_map(&self, key: (u64, u64)) -> Option<bool> {
+        self.map_touch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .copied()
+    }
+
+    pub fn remember_touch(&self, key: (u64, u64), touches: bool) {
+        self.map_touch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .put(key, touches);
+    }
+
+    /// A new id for a gene column, carrying `slot` (time-ordered, unique per node id).
+    pub fn next_id(
+        &self,
+        slot: peakgate_router::ring::Slot,
+    ) -> Result<u64, crate::errors::ClientError> {
+        let mut g = self
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut now = crate::frontend::now_ms();
+        for _ in 0..1000 {
+            match g.next_id(now, slot) {
+                Ok(id) => return Ok(id),
+                // Every id of this gene in this millisecond is taken: take the next millisecond's.
+                Err(peakgate_router::Error::SequenceExhausted { retry_at_ms }) => now = retry_at_ms,
+                Err(e) => {
+                    return Err(crate::errors::ClientError::new(
+                        1105,
+                        "HY000",
+                        e.to_string(),
+                    ));
+                }
+            }
+        }
+        Err(crate::errors::ClientError::new(
+            1105,
+            "HY000",
+            "id generation stalled",
+        ))
+    }
+
     /// The default shard's primary.
     pub fn default_primary(&self) -> &str {
         self.config.default_primary()
@@ -106,6 +157,8 @@ impl Proxy {
             Some(a) => Some(TcpListener::bind(a).await?),
             None => None,
         };
+        let ids = peakgate_router::IdGenerator::new(config.shard_map().node_id())
+            .map_err(|e| anyhow::anyhow!("sharding.node_id: {e}"))?;
         let shared = Arc::new(Shared {
             accounts: config.accounts(),
             topology: Arc::new(crate::backend::topology::Topology::from_config(&config)),
@@ -120,6 +173,10 @@ impl Proxy {
             pipelines: std::sync::Mutex::new(std::collections::HashMap::new()),
             sha2_cache: std::sync::Mutex::new(std::collections::HashMap::new()),
             next_conn_id: AtomicU32::new(1),
+            map_touch: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(4096).expect("4096 is not zero"),
+            )),
+            ids: std::sync::Mutex::new(ids),
         });
         Ok(Self {
             shared,

@@ -74,6 +74,7 @@ impl LoggedIn {
             handles: Vec::new(),
             last_write: None,
             last_gtid: None,
+            deferred_begin: None,
             client,
             conn_id: self.conn_id,
             peer: self.peer,

@@ -12,6 +12,7 @@ mod handshake;
 mod prepared;
 mod query;
 mod route;
+mod shard;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ use crate::server::Shared;
 use crate::session_state::SessionState;
 
 pub use prepared::ProxyStmt;
+pub(crate) use shard::now_ms;
 
 /// Reasons the session keeps its backend connection.
 #[derive(Debug, Default, Clone)]
@@ -83,6 +85,9 @@ pub struct Session {
     last_write: Option<Instant>,
     /// The GTID of the session's last committed write (read-your-writes `gtid`).
     last_gtid: Option<peakgate_router::plan::Gtid>,
+    /// A BEGIN held back until the first statement shows which shard the transaction lives on
+    /// (only with a shard map).
+    deferred_begin: Option<String>,
     state: SessionState,
     /// State right after login (charset from the handshake), restored by COM_RESET_CONNECTION.
     initial_state: SessionState,
@@ -225,7 +230,7 @@ impl Session {
     /// The status flags the client should see from an answer the proxy makes itself.
     fn status_flags(&self) -> u16 {
         let mut s = 0;
-        if self.pins.in_txn {
+        if self.pins.in_txn || self.deferred_begin.is_some() {
             s |= SERVER_STATUS_IN_TRANS;
         }
         if self.state.is_autocommit() {
@@ -263,6 +268,7 @@ impl Session {
 
     /// Gives up the backend connection: reset it first if it carries connection-bound state.
     async fn release_pinned(&mut self) {
+        self.deferred_begin = None;
         if let Some(mut c) = self.pinned.take() {
             if (self.pins.needs_reset() || c.broken) && c.reset().await.is_err() {
                 c.broken = true;

@@ -11,6 +11,7 @@ use peakgate_router::Statement;
 
 use super::Session;
 use super::query::Relayed;
+use super::shard::ShardDecision;
 use crate::backend::PooledConn;
 use crate::backend::conn::{BackendStmt, StmtKey};
 use crate::errors::ClientError;
@@ -20,7 +21,8 @@ use crate::protocol;
 use crate::protocol::constants::*;
 use crate::protocol::response::{ErrPacket, parse_err};
 use crate::protocol::stmt::{
-    command_stmt_id, parse_execute, parse_prepare_ok, rewrite_execute, set_stmt_id,
+    ParamValue, command_stmt_id, param_values, parse_execute, parse_prepare_ok, rewrite_execute,
+    set_stmt_id,
 };
 
 /// A statement prepared by the client.
@@ -62,7 +64,11 @@ impl Session {
         let schema: Option<Arc<str>> = self.state.schema.as_deref().map(Arc::from);
         let statement = Arc::new(self.shared.classifier.classify(sql.as_bytes()));
         // The prepare's answer (parameter and column counts) is the same on every instance.
-        let mut route = match self.route(None, None).await {
+        let shard = match &self.pinned {
+            Some(c) => self.shard_of_addr(&c.addr),
+            None => self.shared.topology.default_shard,
+        };
+        let mut route = match self.route(None, shard, None).await {
             Ok(r) => r,
             Err(e) => {
                 self.send_error(seq, &e).await;
@@ -143,9 +149,28 @@ impl Session {
         let ps = ps.clone();
         METRICS.statement(ps.statement.kind);
         let cursor = ex.flags & CURSOR_FLAGS != 0;
+        let params: Vec<ParamValue> = match &ps.types {
+            Some(types) if !self.shared.config.shard_map().is_empty() => {
+                let mut v = param_values(payload, ps.num_params, types).unwrap_or_default();
+                for p in long_data.keys() {
+                    if let Some(x) = v.get_mut(usize::from(*p)) {
+                        *x = ParamValue::Other;
+                    }
+                }
+                v
+            }
+            _ => Vec::new(),
+        };
+        let shard = match self
+            .shard_decision(seq, &ps.statement, ps.sql.as_bytes(), Some(&params))
+            .await?
+        {
+            ShardDecision::One(s) => s,
+            ShardDecision::Answered => return Ok(()),
+        };
         let mut exclude = None;
         for attempt in 0..2 {
-            let mut route = match self.route(Some(&ps.statement), exclude).await {
+            let mut route = match self.route(Some(&ps.statement), shard, exclude).await {
                 Ok(r) => r,
                 Err(e) => {
                     self.send_error(seq, &e).await;

@@ -7,6 +7,7 @@ use tracing::debug;
 
 use super::Session;
 use super::route::Route;
+use super::shard::ShardDecision;
 use crate::backend::PooledConn;
 use crate::config::Unparseable;
 use crate::errors::{ClientError, from_backend};
@@ -53,9 +54,13 @@ impl Session {
             return Ok(());
         }
         debug!(kind = stmt.kind.as_str(), digest = %stmt.digest_text, "statement");
+        let shard = match self.shard_decision(seq, &stmt, &payload[1..], None).await? {
+            ShardDecision::One(s) => s,
+            ShardDecision::Answered => return Ok(()),
+        };
         let mut exclude = None;
         for attempt in 0..2 {
-            let mut route = match self.route(Some(&stmt), exclude).await {
+            let mut route = match self.route(Some(&stmt), shard, exclude).await {
                 Ok(r) => r,
                 Err(e) => {
                     self.send_error(seq, &e).await;
@@ -168,7 +173,11 @@ impl Session {
         kind: AnswerKind,
         stmt: Option<&Statement>,
     ) -> Result<(), protocol::Error> {
-        let mut route = match self.route(stmt, None).await {
+        let shard = match &self.pinned {
+            Some(c) => self.shard_of_addr(&c.addr),
+            None => self.shared.topology.default_shard,
+        };
+        let mut route = match self.route(stmt, shard, None).await {
             Ok(r) => r,
             Err(e) => {
                 self.send_error(seq, &e).await;

@@ -74,6 +74,7 @@ impl Session {
     pub(super) async fn route(
         &mut self,
         stmt: Option<&Statement>,
+        shard: usize,
         exclude: Option<Target>,
     ) -> Result<Route, ClientError> {
         if let Some(c) = &self.pinned {
@@ -103,8 +104,14 @@ impl Session {
             }
         }
         let topo = self.shared.topology.clone();
-        let shard = &topo.shards[topo.default_shard];
+        let shard = &topo.shards[shard.min(topo.shards.len() - 1)];
         let plan = match stmt {
+            // A held-back BEGIN: the transaction starts on this statement's primary.
+            _ if self.deferred_begin.is_some() => Plan {
+                target: Target::Primary,
+                reason: Reason::NotRead,
+                wait_for: None,
+            },
             None => Plan {
                 target: Target::Primary,
                 reason: Reason::NotRead,
@@ -191,6 +198,10 @@ impl Session {
             return Ok(c);
         }
         let mut c = self.pooled(&route.inst.clone()).await?;
+        if let Some(begin) = self.deferred_begin.take() {
+            // The transaction the client opened starts here, on the shard its first statement needs.
+            c.query(&begin).await?;
+        }
         if let Some(g) = route.wait_for.take() {
             METRICS.ryw_waits.inc();
             let secs = self.shared.config.routing.ryw_wait_ms as f64 / 1000.0;
@@ -216,7 +227,7 @@ impl Session {
         Ok(c)
     }
 
-    async fn pooled(&mut self, inst: &Instance) -> Result<PooledConn, Error> {
+    pub(super) async fn pooled(&mut self, inst: &Instance) -> Result<PooledConn, Error> {
         let pool = self.handles(inst).pool.clone();
         let mut c = pool.get().await?;
         // Connections from before the instance last failed are dead or suspect: drop them (a

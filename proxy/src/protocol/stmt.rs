@@ -179,3 +179,83 @@ mod tests {
         }
     }
 }
+
+/// A parameter value of COM_STMT_EXECUTE, as far as routing needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamValue {
+    Null,
+    Int(i64),
+    UInt(u64),
+    Bytes(Vec<u8>),
+    /// A type routing does not read (floats, dates), or data sent with SEND_LONG_DATA.
+    Other,
+}
+
+/// Decodes the parameter values of COM_STMT_EXECUTE (command byte included) with `types` (2
+/// bytes per parameter: type, and 0x80 for unsigned), the ones the client sent now or earlier.
+pub fn param_values(payload: &[u8], num_params: u16, types: &[u8]) -> Result<Vec<ParamValue>> {
+    let n = usize::from(num_params);
+    let mut r = Reader::new(payload);
+    r.take(10)?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let nulls = r.take(n.div_ceil(8))?.to_vec();
+    if r.u8()? == 1 {
+        r.take(2 * n)?;
+    }
+    if types.len() < 2 * n {
+        return Err(Error::Malformed("parameter types missing"));
+    }
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        if nulls[i / 8] & (1 << (i % 8)) != 0 {
+            out.push(ParamValue::Null);
+            continue;
+        }
+        let unsigned = types[2 * i + 1] & 0x80 != 0;
+        let int = |v: i64, u: u64| {
+            if unsigned {
+                ParamValue::UInt(u)
+            } else {
+                ParamValue::Int(v)
+            }
+        };
+        let v = match types[2 * i] {
+            0x01 => {
+                let b = r.u8()?;
+                int(i64::from(b as i8), u64::from(b))
+            }
+            0x02 | 0x0d => {
+                let b = r.u16()?;
+                int(i64::from(b as i16), u64::from(b))
+            }
+            0x03 | 0x09 => {
+                let b = r.u32()?;
+                int(i64::from(b as i32), u64::from(b))
+            }
+            0x08 => {
+                let b = r.take(8)?;
+                let u = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+                int(u as i64, u)
+            }
+            0x04 => {
+                r.take(4)?;
+                ParamValue::Other
+            }
+            0x05 => {
+                r.take(8)?;
+                ParamValue::Other
+            }
+            0x07 | 0x0a | 0x0b | 0x0c => {
+                let len = usize::from(r.u8()?);
+                r.take(len)?;
+                ParamValue::Other
+            }
+            0x06 => ParamValue::Null,
+            _ => ParamValue::Bytes(r.lenenc_str()?.to_vec()),
+        };
+        out.push(v);
+    }
+    Ok(out)
+}

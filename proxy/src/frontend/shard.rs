@@ -1,0 +1,458 @@
+//! The session's side of sharding: which shard a statement belongs to (`router::analyze` and
+//! `router::plan::shard` over the config's shard map), transactions kept on one shard (BEGIN is
+//! held back until the first statement shows where the transaction lives), and statements that
+//! run on several shards (`scatter`).
+
+use std::hash::{Hash, Hasher};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use peakgate_router::analyze::{Analysis, InsertInfo, KeyRef, analyze};
+use peakgate_router::plan::shard::{
+    MapKeys, ShardPlan, ShardPlanError, Shards, shard_plan, touches_map,
+};
+use peakgate_router::ring::{KeyValue, ShardIdx};
+use peakgate_router::shard_map::{ShardMap, TableKind};
+use peakgate_router::{Statement, StatementKind};
+
+use super::Session;
+use crate::errors::ClientError;
+use crate::metrics::METRICS;
+use crate::protocol;
+use crate::protocol::response::encode_ok;
+use crate::protocol::stmt::ParamValue;
+use crate::scatter::{self, ScatterError};
+
+/// What the sharding layer decided for a statement.
+pub(super) enum ShardDecision {
+    /// Run on this shard (index into the topology's shards) by the normal path.
+    One(usize),
+    /// The client has its answer (an error, a held-back BEGIN, or a statement run on several shards).
+    Answered,
+}
+
+impl Session {
+    /// Decides the shard of `stmt` (text `sql`, prepared-statement parameters `params`), answering
+    /// the client itself when the statement does not take the single-shard path.
+    pub(super) async fn shard_decision(
+        &mut self,
+        seq: u8,
+        stmt: &Statement,
+        sql: &[u8],
+        params: Option<&[ParamValue]>,
+    ) -> Result<ShardDecision, protocol::Error> {
+        let shared = self.shared.clone();
+        let map = shared.config.shard_map();
+        let default = shared.topology.default_shard;
+        if map.is_empty() || stmt.multi {
+            return Ok(ShardDecision::One(default));
+        }
+        // Transactions: BEGIN waits for the first statement, which names the shard.
+        let pinned_shard = self.pinned.as_ref().map(|c| self.shard_of_addr(&c.addr));
+        if pinned_shard.is_none() && params.is_none() {
+            if stmt.kind == StatementKind::TxnBegin && stmt.keyword != "XA" && !is_read_only(stmt) {
+                self.deferred_begin = Some(String::from_utf8_lossy(sql).into_owned());
+                self.send_ok(seq).await?;
+                return Ok(ShardDecision::Answered);
+            }
+            if stmt.kind == StatementKind::TxnEnd && self.deferred_begin.take().is_some() {
+                // Nothing ran inside: nothing to commit or roll back.
+                self.send_ok(seq).await?;
+                return Ok(ShardDecision::Answered);
+            }
+        }
+        let Ok(text) = std::str::from_utf8(sql) else {
+            return Ok(ShardDecision::One(pinned_shard.unwrap_or(default)));
+        };
+        let schema = self.state.schema.clone();
+        let keys = MapKeys {
+            map,
+            schema: schema.as_deref(),
+        };
+        let analysis = match self.analysis(stmt, text, &keys) {
+            Ok(Some(a)) => a,
+            Ok(None) => return Ok(ShardDecision::One(pinned_shard.unwrap_or(default))),
+            Err(e) => {
+                self.send_error(seq, &e).await;
+                return Ok(ShardDecision::Answered);
+            }
+        };
+        let param = |i: usize| -> Option<KeyValue<'_>> {
+            match params?.get(i)? {
+                ParamValue::Int(v) => Some(KeyValue::Int(*v)),
+                ParamValue::UInt(v) => Some(KeyValue::UInt(*v)),
+                ParamValue::Bytes(b) => Some(KeyValue::Bytes(b)),
+                ParamValue::Null | ParamValue::Other => None,
+            }
+        };
+        let plan = match shard_plan(&analysis, &keys, &param) {
+            Ok(p) => p,
+            Err(e) => {
+                self.send_error(seq, &plan_error(&e)).await;
+                return Ok(ShardDecision::Answered);
+            }
+        };
+        METRICS.shard_plan(&plan.shards);
+        let in_txn = pinned_shard.is_some() || self.deferred_begin.is_some();
+        match (&plan.shards, pinned_shard) {
+            (Shards::One(s), Some(p)) if s.index() != p => {
+                let e = cross_shard(map, *s, p);
+                self.send_error(seq, &e).await;
+                return Ok(ShardDecision::Answered);
+            }
+            (Shards::Many(_), _) if in_txn => {
+                let e = ClientError::new(
+                    1235,
+                    "42000",
+                    "this statement runs on several shards, which a transaction cannot span \
+                     (sharding.cross_shard_transactions = \"error\"); run it outside the transaction",
+                );
+                self.send_error(seq, &e).await;
+                return Ok(ShardDecision::Answered);
+            }
+            _ => {}
+        }
+        if let Shards::One(s) = plan.shards
+            && !plan.write_all
+            && !plan.generate_ids
+        {
+            return Ok(ShardDecision::One(s.index()));
+        }
+        if params.is_some() {
+            let e = ClientError::new(
+                1235,
+                "42000",
+                "a prepared statement that runs on several shards (or needs generated ids) is not supported yet; send it as text, or give the shard key",
+            );
+            self.send_error(seq, &e).await;
+            return Ok(ShardDecision::Answered);
+        }
+        self.run_on_shards(seq, text, &analysis, &plan).await?;
+        Ok(ShardDecision::Answered)
+    }
+
+    /// The analysis of a statement that names a table of the map; `None` when it names none
+    /// (known per digest and schema after the first time).
+    fn analysis(
+        &self,
+        stmt: &Statement,
+        text: &str,
+        keys: &MapKeys<'_>,
+    ) -> Result<Option<Analysis>, ClientError> {
+        let key = (stmt.digest, schema_hash(keys.schema));
+        if self.shared.touches_map(key) == Some(false) {
+            return Ok(None);
+        }
+        match analyze(text, keys) {
+            Ok(a) => {
+                let touches = touches_map(&a, keys);
+                self.shared.remember_touch(key, touches);
+                Ok(touches.then_some(a))
+            }
+            Err(e) => {
+                if names_a_mapped_table(text, keys.map) {
+                    Err(ClientError::new(
+                        1064,
+                        "42000",
+                        format!("PeakGate cannot route this statement on a sharded table: {e}"),
+                    ))
+                } else {
+                    self.shared.remember_touch(key, false);
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    /// The topology shard index of a backend address.
+    pub(super) fn shard_of_addr(&self, addr: &str) -> usize {
+        self.shared
+            .topology
+            .instances
+            .iter()
+            .find(|i| &*i.addr == addr)
+            .map_or(self.shared.topology.default_shard, |i| i.shard)
+    }
+
+    /// Runs a statement that needs several shards (or generated ids) and answers the client.
+    async fn run_on_shards(
+        &mut self,
+        seq: u8,
+        text: &str,
+        a: &Analysis,
+        plan: &ShardPlan,
+    ) -> Result<(), protocol::Error> {
+        let shared = self.shared.clone();
+        let map = shared.config.shard_map();
+        let shards = plan.shards.list();
+        if a.kind == peakgate_router::analyze::StatementType::Select {
+            let spec = match peakgate_router::merge::merge_spec(text) {
+                Ok(s) => s,
+                Err(e) => {
+                    let e = ClientError::new(
+                        1235,
+                        "42000",
+                        format!("this query spans several shards and {e}"),
+                    );
+                    self.send_error(seq, &e).await;
+                    return Ok(());
+                }
+            };
+            let mut conns = Vec::with_capacity(shards.len());
+            for s in &shards {
+                match self.primary_conn(s.index()).await {
+                    Ok(c) => conns.push((map.shard_name(*s).to_string(), c)),
+                    Err(e) => return self.backend_failed(seq, &e).await,
+                }
+            }
+            METRICS.scatter_reads.inc();
+            let status = self.status_flags();
+            let res = scatter::read(&mut conns, &spec, &mut self.client, self.caps, status).await;
+            drop(conns);
+            if let Err(f) = res {
+                let (code, state, msg) = scatter_error(f.error);
+                return self.send_error_raw(f.next_seq, code, &state, &msg).await;
+            }
+            return Ok(());
+        }
+        // Writes: the same text everywhere, or the INSERT split (and ids generated) per shard.
+        let mut first_id = 0u64;
+        let statements: Vec<(ShardIdx, String)> = match &a.insert {
+            Some(ins) if plan.generate_ids || plan.split_rows.is_some() => {
+                match self.insert_per_shard(text, a, ins, plan) {
+                    Ok((v, id)) => {
+                        first_id = id;
+                        v
+                    }
+                    Err(e) => {
+                        self.send_error(seq, &e).await;
+                        return Ok(());
+                    }
+                }
+            }
+            _ => shards.iter().map(|s| (*s, text.to_string())).collect(),
+        };
+        let mut conns = Vec::with_capacity(statements.len());
+        for (s, sql) in statements {
+            match self.primary_conn(s.index()).await {
+                Ok(c) => conns.push((map.shard_name(s).to_string(), c, sql)),
+                Err(e) => return self.backend_failed(seq, &e).await,
+            }
+        }
+        METRICS.scatter_writes.inc();
+        let res = scatter::write(&mut conns).await;
+        drop(conns);
+        match res {
+            Ok(total) => {
+                if first_id != 0 {
+                    self.state.last_insert_id = first_id;
+                }
+                self.last_write = Some(std::time::Instant::now());
+                let mut ok = Vec::new();
+                let packet = crate::protocol::response::OkPacket {
+                    affected_rows: total.affected_rows,
+                    last_insert_id: first_id,
+                    status: self.status_flags(),
+                    warnings: total.warnings,
+                    info: b"",
+                    session_state: b"",
+                };
+                encode_ok(&mut ok, 0x00, &packet, self.caps);
+                self.client.write_packet(seq, &ok);
+                self.client.flush().await
+            }
+            Err(e) => {
+                let (code, state, msg) = scatter_error(e);
+                self.send_error_raw(seq, code, &state, &msg).await
+            }
+        }
+    }
+
+    /// A pooled connection to a shard's primary, brought to the session's state.
+    async fn primary_conn(
+        &mut self,
+        shard: usize,
+    ) -> Result<crate::backend::PooledConn, crate::backend::Error> {
+        let inst = self.shared.topology.shards[shard].primary.clone();
+        self.pooled(&inst).await
+    }
+
+    /// The INSERT text for each shard, with generated ids when the gene column was left out;
+    /// also the first generated id.
+    fn insert_per_shard(
+        &self,
+        text: &str,
+        a: &Analysis,
+        ins: &InsertInfo,
+        plan: &ShardPlan,
+    ) -> Result<(Vec<(ShardIdx, String)>, u64), ClientError> {
+        let map = self.shared.config.shard_map();
+        let schema = self.state.schema.as_deref();
+        let t = &a.tables[ins.table];
+        let rule = map
+            .table(t.schema.as_deref().or(schema), &t.name)
+            .ok_or_else(|| ClientError::new(1105, "HY000", "the INSERT's table left the map"))?;
+        let (Some(first), Some(last)) = (ins.rows.first(), ins.rows.last()) else {
+            return Err(ClientError::new(1105, "HY000", "an INSERT without rows"));
+        };
+        let mut prefix = text[..first.span.start].to_string();
+        let suffix = &text[last.span.end..];
+        let mut rows: Vec<String> = ins
+            .rows
+            .iter()
+            .map(|r| text[r.span.clone()].to_string())
+            .collect();
+        let mut first_id = 0;
+        if plan.generate_ids {
+            let TableKind::Sharded(s) = rule.kind() else {
+                return Err(ClientError::new(
+                    1105,
+                    "HY000",
+                    "ids are generated only for sharded tables",
+                ));
+            };
+            let gene = s.gene_column.clone().unwrap_or_default();
+            prefix = add_column(&prefix, &gene).ok_or_else(|| {
+                ClientError::new(
+                    1235,
+                    "42000",
+                    "PeakGate generates ids only for INSERT ... (columns) VALUES (...)",
+                )
+            })?;
+            for (row, info) in rows.iter_mut().zip(&ins.rows) {
+                let key = match &info.key {
+                    Some(KeyRef::Int(v)) => KeyValue::Int(*v),
+                    Some(KeyRef::Str(v)) => KeyValue::Bytes(v.as_bytes()),
+                    _ => {
+                        return Err(ClientError::new(
+                            1235,
+                            "42000",
+                            "PeakGate generates ids only when the shard key is a literal",
+                        ));
+                    }
+                };
+                let slot = map
+                    .gene_for(rule, key)
+                    .map_err(|e| ClientError::new(1105, "HY000", e.to_string()))?;
+                let id = self.shared.next_id(slot)?;
+                if first_id == 0 {
+                    first_id = id;
+                }
+                let Some(open) = row.find('(') else {
+                    return Err(ClientError::new(
+                        1105,
+                        "HY000",
+                        "a VALUES row without parentheses",
+                    ));
+                };
+                row.insert_str(open + 1, &format!("{id}, "));
+            }
+        }
+        let groups: Vec<(ShardIdx, Vec<usize>)> = match &plan.split_rows {
+            Some(g) => g.clone(),
+            None => vec![(
+                plan.shards.list().first().copied().unwrap_or(ShardIdx(0)),
+                (0..rows.len()).collect(),
+            )],
+        };
+        let out = groups
+            .into_iter()
+            .map(|(s, idx)| {
+                let body: Vec<&str> = idx
+                    .iter()
+                    .filter_map(|&i| rows.get(i).map(String::as_str))
+                    .collect();
+                (s, format!("{prefix}{}{suffix}", body.join(", ")))
+            })
+            .collect();
+        Ok((out, first_id))
+    }
+}
+
+/// `INSERT INTO t (a, b) VALUES ` with `column` added first to the column list.
+fn add_column(prefix: &str, column: &str) -> Option<String> {
+    let lower = prefix.to_ascii_lowercase();
+    let values = lower.rfind("value")?;
+    let close = prefix[..values].rfind(')')?;
+    let open = prefix[..close].rfind('(')?;
+    let mut out = prefix.to_string();
+    out.insert_str(open + 1, &format!("`{column}`, "));
+    Some(out)
+}
+
+fn is_read_only(stmt: &Statement) -> bool {
+    let t = stmt.digest_text.to_ascii_uppercase();
+    t.contains("READ ONLY")
+}
+
+fn schema_hash(schema: Option<&str>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    schema.hash(&mut h);
+    h.finish()
+}
+
+/// Whether the text mentions the name of a mapped table (for SQL the parser cannot read).
+fn names_a_mapped_table(text: &str, map: &ShardMap) -> bool {
+    let lower = text.to_ascii_lowercase();
+    map.tables().iter().any(|t| {
+        let name = t.name().to_ascii_lowercase();
+        lower.match_indices(&name).any(|(i, _)| {
+            let before = lower[..i].chars().next_back();
+            let after = lower[i + name.len()..].chars().next();
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            !word(before) && !word(after)
+        })
+    })
+}
+
+fn cross_shard(map: &ShardMap, want: ShardIdx, have: usize) -> ClientError {
+    let have = u16::try_from(have)
+        .map(ShardIdx)
+        .map_or("?", |s| map.shard_name(s));
+    ClientError::new(
+        1235,
+        "42000",
+        format!(
+            "this statement belongs to shard {}, but the transaction runs on shard {have}; a transaction \
+             cannot span shards (sharding.cross_shard_transactions = \"error\")",
+            map.shard_name(want)
+        ),
+    )
+}
+
+fn plan_error(e: &ShardPlanError) -> ClientError {
+    match e {
+        ShardPlanError::ScatterWriteRefused(_) => ClientError::new(1290, "HY000", e.to_string()),
+        ShardPlanError::BadKey(..) | ShardPlanError::InsertWithoutKey(..) => {
+            ClientError::new(1105, "HY000", e.to_string())
+        }
+        _ => ClientError::new(1235, "42000", e.to_string()),
+    }
+}
+
+/// The client's error for a failed scatter statement: the server's own code and state, the
+/// message prefixed with the shard.
+fn scatter_error(e: ScatterError) -> (u16, String, String) {
+    match e {
+        ScatterError::Server { shard, err } => (
+            err.code,
+            err.sqlstate,
+            format!("shard {shard}: {}", err.message),
+        ),
+        ScatterError::Backend { shard, source } => {
+            let (code, state, msg) = crate::errors::from_backend(&source);
+            (code, state, format!("shard {shard}: {msg}"))
+        }
+        ScatterError::Merge(m) => (
+            1105,
+            "HY000".into(),
+            format!("merging the shards' rows failed: {m}"),
+        ),
+    }
+}
+
+/// Milliseconds since the unix epoch, for id generation.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
