@@ -1,0 +1,408 @@
+//! Sharding through the proxy over the topology's two shards, checked against an oracle: the
+//! same seeded random workload runs through PeakGate (members, orders and order_items sharded by
+//! member_id, orders' ids generated with the member's shard bits) and directly on one unsharded
+//! MariaDB database; every result must match (as sets where the SQL has no ORDER BY).
+//!
+//! The map is the topology's, moved to a database of the test's own.
+
+use mysql_async::prelude::*;
+use peakgate_tests::{S0_PRIMARY, TestProxy, direct, unique_name};
+
+/// The topology's s1 primary.
+const S1_PRIMARY: u16 = 3321;
+
+/// A small deterministic generator (the seed is printed on failure).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> Option<&'a T> {
+        if v.is_empty() {
+            None
+        } else {
+            v.get(self.below(v.len() as u64) as usize)
+        }
+    }
+}
+
+type Rows = Vec<Vec<Option<String>>>;
+
+async fn rows(c: &mut mysql_async::Conn, sql: &str) -> anyhow::Result<Rows> {
+    let got: Vec<mysql_async::Row> = c.query(sql).await?;
+    Ok(got
+        .into_iter()
+        .map(|r| {
+            r.unwrap()
+                .into_iter()
+                .map(|v| match v {
+                    mysql_async::Value::NULL => None,
+                    mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                    other => Some(format!("{other:?}")),
+                })
+                .collect()
+        })
+        .collect())
+}
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE members (member_id BIGINT PRIMARY KEY, name VARCHAR(32) NOT NULL, tier INT NOT NULL)",
+    "CREATE TABLE orders (id BIGINT PRIMARY KEY, member_id BIGINT NOT NULL, total DECIMAL(10,2) NOT NULL, \
+     status VARCHAR(8) NOT NULL, KEY (member_id))",
+    "CREATE TABLE order_items (id BIGINT PRIMARY KEY, order_id BIGINT NOT NULL, sku INT NOT NULL, \
+     qty INT NOT NULL, KEY (order_id))",
+];
+
+struct World {
+    members: Vec<i64>,
+    orders: Vec<(i64, i64)>,
+    next_item: i64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_workload_matches_an_unsharded_database() -> anyhow::Result<()> {
+    let seed = std::env::var("SHARD_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(7, |d| d.as_nanos() as u64)
+                | 1
+        });
+    let statements: usize = std::env::var("SHARD_STATEMENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2500);
+    let db = unique_name("it_shard");
+    let oracle_db = format!("{db}_oracle");
+    let proxy = TestProxy::start_with(|cfg| {
+        assert!(cfg.contains("name = \"shop.orders\""), "{cfg}");
+        *cfg = cfg.replace("name = \"shop.", &format!("name = \"{db}."));
+        *cfg = cfg.replace("binding = \"shop.", &format!("binding = \"{db}."));
+        // Reads on the primaries: the oracle check is about sharding, not replica lag.
+        *cfg = cfg.replace("[routing]", "[routing]\nreplica_reads = false");
+    })
+    .await?;
+    let mut p = proxy.conn(None).await?;
+    let mut o = direct(S0_PRIMARY, None).await?;
+    p.query_drop(format!("CREATE DATABASE {db}")).await?;
+    o.query_drop(format!("CREATE DATABASE {oracle_db}")).await?;
+    let result = async {
+        p.query_drop(format!("USE {db}")).await?;
+        o.query_drop(format!("USE {oracle_db}")).await?;
+        for ddl in SCHEMA {
+            p.query_drop(*ddl).await?;
+            o.query_drop(*ddl).await?;
+        }
+        run(&mut p, &mut o, seed, statements).await?;
+        // Both shards hold part of the data: a map that sent everything to one shard would pass
+        // the oracle but not this.
+        for port in [S0_PRIMARY, S1_PRIMARY] {
+            let mut d = direct(port, None).await?;
+            let n: Option<i64> = d
+                .query_first(format!("SELECT COUNT(*) FROM {db}.orders"))
+                .await?;
+            d.disconnect().await?;
+            println!("orders on the primary at port {port}: {n:?}");
+            anyhow::ensure!(n.unwrap_or(0) > 0, "no orders on the shard at port {port}");
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = p.query_drop(format!("DROP DATABASE IF EXISTS {db}")).await;
+    let _ = o
+        .query_drop(format!("DROP DATABASE IF EXISTS {oracle_db}"))
+        .await;
+    result.map_err(|e| anyhow::anyhow!("seed {seed}: {e}"))
+}
+
+async fn run(
+    p: &mut mysql_async::Conn,
+    o: &mut mysql_async::Conn,
+    seed: u64,
+    statements: usize,
+) -> anyhow::Result<()> {
+    let mut rng = Rng(seed);
+    let mut w = World {
+        members: Vec::new(),
+        orders: Vec::new(),
+        next_item: 1,
+    };
+    let statuses = ["new", "paid", "sent", "done"];
+    let (mut reads, mut writes) = (0, 0);
+    for step in 0..statements {
+        let member = rng.pick(&w.members).copied();
+        let order = rng.pick(&w.orders).copied();
+        let status = statuses[rng.below(4) as usize];
+        let kind = if w.members.len() < 10 {
+            0
+        } else {
+            rng.below(22)
+        };
+        // Writes: the same SQL on both sides, except generated ids.
+        let write: Option<String> = match kind {
+            0 | 1 => {
+                // Several members in one INSERT: split across shards.
+                let n = 1 + rng.below(3);
+                let mut vals = Vec::new();
+                for _ in 0..n {
+                    let id = 1 + (w.members.len() as i64) * 7 + rng.below(7) as i64;
+                    if w.members.contains(&id) || vals.iter().any(|(i, _)| *i == id) {
+                        continue;
+                    }
+                    vals.push((id, format!("({id}, 'm{id}', {})", rng.below(3))));
+                }
+                if vals.is_empty() {
+                    None
+                } else {
+                    w.members.extend(vals.iter().map(|(i, _)| *i));
+                    let v: Vec<String> = vals.into_iter().map(|(_, s)| s).collect();
+                    Some(format!(
+                        "INSERT INTO members (member_id, name, tier) VALUES {}",
+                        v.join(", ")
+                    ))
+                }
+            }
+            2..=4 => {
+                // An order without id: the proxy generates it; the oracle gets the same id.
+                let Some(m) = member else { continue };
+                let total = format!("{}.{:02}", rng.below(500), rng.below(100));
+                p.query_drop(format!(
+                    "INSERT INTO orders (member_id, total, status) VALUES ({m}, {total}, '{status}')"
+                ))
+                .await?;
+                let id: i64 = p
+                    .query_first("SELECT LAST_INSERT_ID()")
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no LAST_INSERT_ID"))?;
+                anyhow::ensure!(id > 0, "step {step}: no id generated");
+                o.query_drop(format!(
+                    "INSERT INTO orders (id, member_id, total, status) VALUES ({id}, {m}, {total}, '{status}')"
+                ))
+                .await?;
+                w.orders.push((id, m));
+                writes += 1;
+                None
+            }
+            5 => {
+                // Items of one order, several rows (all on the order's shard).
+                let Some((oid, _)) = order else { continue };
+                let n = 1 + rng.below(3);
+                let mut v = Vec::new();
+                for _ in 0..n {
+                    v.push(format!(
+                        "({}, {oid}, {}, {})",
+                        w.next_item,
+                        rng.below(50),
+                        1 + rng.below(5)
+                    ));
+                    w.next_item += 1;
+                }
+                Some(format!(
+                    "INSERT INTO order_items (id, order_id, sku, qty) VALUES {}",
+                    v.join(", ")
+                ))
+            }
+            6 => order
+                .map(|(id, _)| format!("UPDATE orders SET status = '{status}' WHERE id = {id}")),
+            7 => {
+                member.map(|m| format!("UPDATE orders SET total = total + 1 WHERE member_id = {m}"))
+            }
+            8 => Some(format!(
+                "UPDATE members SET tier = tier + 1 WHERE tier = {}",
+                rng.below(3)
+            )),
+            9 if rng.below(3) == 0 => order.map(|(id, _)| {
+                w.orders.retain(|(x, _)| *x != id);
+                format!("DELETE FROM orders WHERE id = {id}")
+            }),
+            _ => None,
+        };
+        if let Some(sql) = write {
+            p.query_drop(&sql)
+                .await
+                .map_err(|e| anyhow::anyhow!("step {step}: {sql}: {e}"))?;
+            o.query_drop(&sql).await?;
+            writes += 1;
+            continue;
+        }
+        if kind < 10 {
+            continue;
+        }
+        // Reads: (sql, ordered).
+        let m = member.unwrap_or(1);
+        let m2 = rng.pick(&w.members).copied().unwrap_or(1);
+        let oid = order.map_or(0, |(id, _)| id);
+        let limit = 1 + rng.below(8);
+        let offset = rng.below(4);
+        let (sql, ordered) = match kind {
+            10 => (format!("SELECT member_id, name, tier FROM members WHERE member_id = {m}"), false),
+            11 => (format!("SELECT id, member_id, total, status FROM orders WHERE id = {oid}"), false),
+            12 => (format!("SELECT id, total FROM orders WHERE member_id IN ({m}, {m2})"), false),
+            13 => (
+                format!("SELECT id, member_id, total FROM orders ORDER BY total DESC, id LIMIT {limit} OFFSET {offset}"),
+                true,
+            ),
+            14 => ("SELECT COUNT(*), SUM(total), MIN(total), MAX(total) FROM orders".to_string(), true),
+            15 => ("SELECT status, COUNT(*), SUM(total), AVG(total) FROM orders GROUP BY status ORDER BY status".to_string(), true),
+            16 => ("SELECT member_id, COUNT(*) AS n FROM orders GROUP BY member_id HAVING n > 1".to_string(), false),
+            17 => (
+                format!("SELECT o.id, i.sku, i.qty FROM orders o JOIN order_items i ON i.order_id = o.id WHERE o.id = {oid}"),
+                false,
+            ),
+            18 => (
+                "SELECT o.member_id, SUM(i.qty) FROM orders o JOIN order_items i ON i.order_id = o.id GROUP BY o.member_id ORDER BY o.member_id"
+                    .to_string(),
+                true,
+            ),
+            19 => ("SELECT DISTINCT status FROM orders".to_string(), false),
+            20 => (format!("SELECT tier, COUNT(*) FROM members GROUP BY tier ORDER BY tier LIMIT {limit}"), true),
+            _ => (format!("SELECT id, status FROM orders WHERE member_id = {m} ORDER BY id"), true),
+        };
+        let mut got = rows(p, &sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("step {step}: {sql}: {e}"))?;
+        let mut want = rows(o, &sql).await?;
+        if !ordered {
+            got.sort();
+            want.sort();
+        }
+        anyhow::ensure!(
+            got == want,
+            "step {step}: {sql}\nthrough PeakGate: {got:?}\ndirect: {want:?}"
+        );
+        reads += 1;
+    }
+    println!(
+        "seed {seed}: {reads} reads and {writes} writes matched; {} members, {} orders",
+        w.members.len(),
+        w.orders.len()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_keys_prepared_statements_and_refusals() -> anyhow::Result<()> {
+    let db = unique_name("it_shard_rules");
+    let proxy = TestProxy::start_with(|cfg| {
+        *cfg = cfg.replace("name = \"shop.", &format!("name = \"{db}."));
+        *cfg = cfg.replace("binding = \"shop.", &format!("binding = \"{db}."));
+        *cfg = cfg.replace("[routing]", "[routing]\nreplica_reads = false");
+    })
+    .await?;
+    let mut p = proxy.conn(None).await?;
+    p.query_drop(format!("CREATE DATABASE {db}")).await?;
+    let result = async {
+        p.query_drop(format!("USE {db}")).await?;
+        p.query_drop(SCHEMA[0]).await?;
+        p.query_drop(SCHEMA[1]).await?;
+        // DDL ran on both shards.
+        for port in [S0_PRIMARY, S1_PRIMARY] {
+            let mut d = direct(port, Some(&db)).await?;
+            let t: Vec<String> = d.query("SHOW TABLES").await?;
+            anyhow::ensure!(t.len() == 2, "tables on {port}: {t:?}");
+            d.disconnect().await?;
+        }
+        // Members 1..=20 spread over both shards; find one per shard.
+        let vals: Vec<String> = (1..=20).map(|i| format!("({i}, 'm{i}', 0)")).collect();
+        p.query_drop(format!(
+            "INSERT INTO members (member_id, name, tier) VALUES {}",
+            vals.join(", ")
+        ))
+        .await?;
+        let mut on = Vec::new();
+        for port in [S0_PRIMARY, S1_PRIMARY] {
+            let mut d = direct(port, Some(&db)).await?;
+            let first: Option<i64> = d.query_first("SELECT MIN(member_id) FROM members").await?;
+            d.disconnect().await?;
+            on.push(first.ok_or_else(|| anyhow::anyhow!("no member on {port}"))?);
+        }
+        let (a, b) = (on[0], on[1]);
+
+        // Prepared statements route by their parameter.
+        for m in [a, b] {
+            let name: Option<String> = p
+                .exec_first("SELECT name FROM members WHERE member_id = ?", (m,))
+                .await?;
+            anyhow::ensure!(name == Some(format!("m{m}")), "member {m}: {name:?}");
+        }
+        let n: Option<i64> = p.query_first("SELECT COUNT(*) FROM members").await?;
+        anyhow::ensure!(n == Some(20), "count over both shards: {n:?}");
+
+        // A transaction stays on the shard of its first statement.
+        p.query_drop("BEGIN").await?;
+        p.query_drop(format!("UPDATE members SET tier = 5 WHERE member_id = {a}"))
+            .await?;
+        let e = p
+            .query_drop(format!("UPDATE members SET tier = 5 WHERE member_id = {b}"))
+            .await
+            .expect_err("cross-shard statement in a transaction");
+        anyhow::ensure!(e.to_string().contains("1235"), "{e}");
+        let e = p
+            .query_drop("UPDATE members SET tier = 6")
+            .await
+            .expect_err("scatter write in a transaction");
+        anyhow::ensure!(e.to_string().contains("several shards"), "{e}");
+        p.query_drop("ROLLBACK").await?;
+        let tiers: Vec<i64> = p
+            .query(format!(
+                "SELECT tier FROM members WHERE member_id IN ({a}, {b})"
+            ))
+            .await?;
+        anyhow::ensure!(tiers == vec![0, 0], "rolled back: {tiers:?}");
+        // BEGIN and COMMIT with nothing in between, and a committed transaction on shard b.
+        p.query_drop("BEGIN").await?;
+        p.query_drop("COMMIT").await?;
+        p.query_drop("START TRANSACTION").await?;
+        p.query_drop(format!("UPDATE members SET tier = 7 WHERE member_id = {b}"))
+            .await?;
+        p.query_drop("COMMIT").await?;
+        let t: Option<i64> = p
+            .query_first(format!("SELECT tier FROM members WHERE member_id = {b}"))
+            .await?;
+        anyhow::ensure!(t == Some(7), "committed on shard b: {t:?}");
+
+        // Refusals with clear errors.
+        for (sql, code, words) in [
+            (
+                "UPDATE members SET member_id = 99 WHERE member_id = 1".to_string(),
+                "1235",
+                "shard key",
+            ),
+            (
+                "SELECT * FROM members m JOIN orders o ON o.id = m.member_id".to_string(),
+                "1235",
+                "members",
+            ),
+            (
+                "INSERT INTO members (name, tier) VALUES ('x', 1)".to_string(),
+                "1105",
+                "member_id",
+            ),
+            (
+                format!("SELECT * FROM members WHERE member_id = {a} LOCK IN SHARE MODE"),
+                "1064",
+                "sharded",
+            ),
+        ] {
+            let e = p.query_drop(&sql).await.expect_err("refused");
+            let text = e.to_string();
+            anyhow::ensure!(text.contains(code) && text.contains(words), "{sql}: {text}");
+        }
+        // The session survives all of that.
+        let one: Option<i64> = p.query_first("SELECT 1").await?;
+        anyhow::ensure!(one == Some(1));
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = p.query_drop(format!("DROP DATABASE IF EXISTS {db}")).await;
+    result
+}
