@@ -74,10 +74,18 @@ async fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             ),
         ),
         ("GET", "/status") => (200, "application/json", status_json(shared)),
+        ("POST", "/reload") => match shared.reload() {
+            Ok(map) => (200, "text/plain", format!("reloaded\n{map}")),
+            Err(e) => (
+                422,
+                "text/plain",
+                format!("refused; the old shard map stays\n{e}\n"),
+            ),
+        },
         ("GET", "/") => (
             200,
             "text/plain",
-            "PeakGate admin: /metrics, /status\n".to_string(),
+            "PeakGate admin: GET /metrics, GET /status, POST /reload\n".to_string(),
         ),
         ("GET", _) => (404, "text/plain", "not found\n".to_string()),
         _ => (405, "text/plain", "method not allowed\n".to_string()),
@@ -85,6 +93,7 @@ async fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let reason = match code {
         200 => "OK",
         404 => "Not Found",
+        422 => "Unprocessable Entity",
         _ => "Method Not Allowed",
     };
     let head = format!(
@@ -119,6 +128,16 @@ fn status_json(shared: &Shared) -> String {
         .iter()
         .map(|s| json!({"name": s.name, "primary": s.primary, "replicas": s.replicas, "reporting": s.reporting}))
         .collect();
+    let per_shard: serde_json::Map<String, serde_json::Value> = shared
+        .topology
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(i, sh)| {
+            let n = METRICS.per_shard.get(i).map_or(0, |c| c.get());
+            (sh.name.clone(), json!(n))
+        })
+        .collect();
     let instances: Vec<_> = shared
         .topology
         .instances
@@ -149,6 +168,8 @@ fn status_json(shared: &Shared) -> String {
         "max_client_connections": cfg.proxy.max_client_connections,
         "default_shard": cfg.routing.default_shard,
         "shards": shards,
+        "shard_map": shared.shard_map().to_string(),
+        "statements_per_shard": per_shard,
         "instances": instances,
         "pools": pools,
         "statement_cache_entries": shared.classifier.cache_len(),

@@ -398,6 +398,11 @@ impl Config {
         &self.shard_map.0
     }
 
+    /// The resolved shard map, shared (for the proxy's swappable copy).
+    pub fn shard_map_arc(&self) -> Arc<ShardMap> {
+        self.shard_map.0.clone()
+    }
+
     fn validate(&self, text: &str) -> Result<(), Error> {
         let mut errs = Vec::new();
         let at = |needle: &str| {

@@ -97,6 +97,21 @@ fn main() -> anyhow::Result<()> {
     }
     rt.build()?.block_on(async move {
         let proxy = Proxy::bind(cfg).await?;
+        let shared = proxy.shared();
+        shared.set_config_path(path.clone());
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                match shared.reload() {
+                    Ok(_) => tracing::info!("SIGHUP: shard map reloaded"),
+                    Err(e) => tracing::warn!(error = %e, "SIGHUP: reload refused; the old shard map stays"),
+                }
+            }
+        });
         let (tx, rx) = watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;

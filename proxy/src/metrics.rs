@@ -46,6 +46,8 @@ pub const READ_RETRIES: &str = "peakgate_read_retries_total";
 /// Counter, label `shard`: statements of mapped tables routed to each shard (a scatter statement
 /// counts on each of its shards).
 pub const SHARD_STATEMENTS: &str = "peakgate_shard_statements_total";
+/// Counter: shard maps put in effect by `/reload` or SIGHUP.
+pub const MAP_RELOADS: &str = "peakgate_shard_map_reloads_total";
 /// Counter, label `kind` (read | write): statements run on several shards.
 pub const SCATTER: &str = "peakgate_scatter_statements_total";
 /// Gauge, labels `instance`, `shard`, `role`: replica lag in milliseconds measured by the
@@ -126,6 +128,7 @@ pub struct Metrics {
     pub per_shard: [Counter; 16],
     pub scatter_reads: Counter,
     pub scatter_writes: Counter,
+    pub map_reloads: Counter,
     errors: Mutex<BTreeMap<u16, u64>>,
     pub latency: Histogram,
 }

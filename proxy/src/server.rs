@@ -41,6 +41,10 @@ pub struct Shared {
     client_slots: Arc<Semaphore>,
     /// Per (digest, schema): whether the statement names a table of the shard map.
     map_touch: std::sync::Mutex<lru::LruCache<(u64, u64), bool>>,
+    /// The shard map in effect; `/reload` and SIGHUP swap it.
+    map: arc_swap::ArcSwap<peakgate_router::ShardMap>,
+    /// The file the config came from (for `/reload` and SIGHUP).
+    config_path: std::sync::Mutex<Option<std::path::PathBuf>>,
     /// Ids for sharded tables' gene columns (`sharding.node_id` keeps proxies apart).
     ids: std::sync::Mutex<peakgate_router::IdGenerator>,
 }
@@ -77,6 +81,55 @@ impl Shared {
             .collect();
         v.sort();
         v
+    }
+
+    /// The shard map in effect now.
+    pub fn shard_map(&self) -> Arc<peakgate_router::ShardMap> {
+        self.map.load_full()
+    }
+
+    /// Remembers the config file, so `/reload` and SIGHUP can read it again.
+    pub fn set_config_path(&self, path: std::path::PathBuf) {
+        *self
+            .config_path
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(path);
+    }
+
+    /// Reads the config file again and, if it is valid and its `[[shards]]` are unchanged, puts
+    /// its shard map in effect for new statements (sessions and transactions stay; a transaction
+    /// keeps its shard). Returns what is in effect now, or every error (the old map stays).
+    pub fn reload(&self) -> Result<String, String> {
+        let path = self
+            .config_path
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| "the proxy was not started from a config file".to_string())?;
+        let new = Config::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let same_shards = new.shards.len() == self.config.shards.len()
+            && new.shards.iter().zip(&self.config.shards).all(|(a, b)| {
+                a.name == b.name
+                    && a.primary == b.primary
+                    && a.replicas == b.replicas
+                    && a.reporting == b.reporting
+            });
+        if !same_shards {
+            return Err(format!(
+                "{}: [[shards]] changed; reload applies shard-map changes ([sharding], [[tables]]) only, restart the proxy for new instances",
+                path.display()
+            ));
+        }
+        let map = new.shard_map_arc();
+        let text = map.to_string();
+        self.map.store(map);
+        self.map_touch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        METRICS.map_reloads.inc();
+        info!(path = %path.display(), "shard map reloaded");
+        Ok(text)
     }
 
     /// Whether statements of this digest in this schema name a mapped table, if known.
@@ -157,6 +210,7 @@ impl Proxy {
             Some(a) => Some(TcpListener::bind(a).await?),
             None => None,
         };
+        let map = arc_swap::ArcSwap::new(config.shard_map_arc());
         let ids = peakgate_router::IdGenerator::new(config.shard_map().node_id())
             .map_err(|e| anyhow::anyhow!("sharding.node_id: {e}"))?;
         let shared = Arc::new(Shared {
@@ -177,6 +231,8 @@ impl Proxy {
                 std::num::NonZeroUsize::new(4096).expect("4096 is not zero"),
             )),
             ids: std::sync::Mutex::new(ids),
+            map,
+            config_path: std::sync::Mutex::new(None),
         });
         Ok(Self {
             shared,

@@ -58,6 +58,8 @@ pub struct TestProxy {
     pub mysql: SocketAddr,
     pub admin: SocketAddr,
     pub config: Config,
+    /// The running proxy's shared state (reload, topology).
+    pub shared: std::sync::Arc<peakgate::server::Shared>,
     stop: watch::Sender<bool>,
 }
 
@@ -94,11 +96,13 @@ impl TestProxy {
             bail!("admin listener missing")
         };
         let (stop, rx) = watch::channel(false);
+        let shared = proxy.shared();
         tokio::spawn(proxy.serve(rx));
         Ok(Self {
             mysql,
             admin,
             config,
+            shared,
             stop,
         })
     }
@@ -130,16 +134,29 @@ impl TestProxy {
 
     /// GET a path on the admin listener; returns the body.
     pub async fn admin_get(&self, path: &str) -> anyhow::Result<String> {
+        Ok(self.admin_request("GET", path).await?.1)
+    }
+
+    /// A request to the admin listener; returns the status code and the body.
+    pub async fn admin_request(&self, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(self.admin).await?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await?;
+        s.write_all(
+            format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+        )
+        .await?;
         let mut out = String::new();
         s.read_to_string(&mut out).await?;
-        Ok(out
+        let code = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out
             .split_once("\r\n\r\n")
             .map(|(_, b)| b.to_string())
-            .unwrap_or(out))
+            .unwrap_or(out);
+        Ok((code, body))
     }
 }
 

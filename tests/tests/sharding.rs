@@ -406,3 +406,77 @@ async fn transactions_keys_prepared_statements_and_refusals() -> anyhow::Result<
     let _ = p.query_drop(format!("DROP DATABASE IF EXISTS {db}")).await;
     result
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_swaps_the_map_for_open_sessions_and_refuses_a_bad_one() -> anyhow::Result<()> {
+    let db = unique_name("it_shard_reload");
+    let path = peakgate_tests::repo_root().join(format!("target/{db}.toml"));
+    let topo = std::fs::read_to_string(peakgate_tests::ensure_topology()?)?;
+    let base = topo
+        .replace("mysql = \"127.0.0.1:6033\"", "mysql = \"127.0.0.1:0\"")
+        .replace("admin = \"127.0.0.1:6080\"", "admin = \"127.0.0.1:0\"")
+        .replace("name = \"shop.", &format!("name = \"{db}."))
+        .replace("binding = \"shop.", &format!("binding = \"{db}."))
+        .replace("[routing]", "[routing]\nreplica_reads = false");
+    anyhow::ensure!(
+        base.contains(&format!("name = \"{db}.products\"\nglobal = true")),
+        "{base}"
+    );
+    std::fs::write(&path, &base)?;
+    let proxy = TestProxy::start_text(&base).await?;
+    proxy.shared.set_config_path(path.clone());
+    let mut p = proxy.conn(None).await?;
+    p.query_drop(format!("CREATE DATABASE {db}")).await?;
+    let result = async {
+        p.query_drop(format!("USE {db}")).await?;
+        // Global: created and written on the default shard only.
+        p.query_drop("CREATE TABLE products (id INT PRIMARY KEY, name VARCHAR(20))").await?;
+        let on_s1 = |sql: &'static str| {
+            let db = db.clone();
+            async move {
+                let mut d = direct(S1_PRIMARY, Some(&db)).await?;
+                let r: Option<i64> = d.query_first(sql).await?;
+                d.disconnect().await?;
+                anyhow::Ok(r)
+            }
+        };
+        anyhow::ensure!(
+            on_s1("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_NAME = 'products' AND TABLE_SCHEMA = DATABASE()")
+                .await?
+                == Some(0)
+        );
+        // The DBA makes products broadcast and reloads; the open session follows.
+        std::fs::write(
+            &path,
+            base.replace(
+                &format!("name = \"{db}.products\"\nglobal = true"),
+                &format!("name = \"{db}.products\"\nbroadcast = true"),
+            ),
+        )?;
+        let (code, body) = proxy.admin_request("POST", "/reload").await?;
+        anyhow::ensure!(code == 200, "{code} {body}");
+        anyhow::ensure!(body.contains("products: broadcast"), "{body}");
+        p.query_drop("CREATE TABLE IF NOT EXISTS products (id INT PRIMARY KEY, name VARCHAR(20))")
+            .await?;
+        p.query_drop("INSERT INTO products (id, name) VALUES (1, 'tea')").await?;
+        anyhow::ensure!(on_s1("SELECT COUNT(*) FROM products").await? == Some(1));
+        // A bad map is refused with its errors; the old one stays.
+        std::fs::write(
+            &path,
+            format!("{base}\n[[tables]]\nname = \"{db}.products\"\nglobal = true\n"),
+        )?;
+        let (code, body) = proxy.admin_request("POST", "/reload").await?;
+        anyhow::ensure!(code == 422, "{code} {body}");
+        anyhow::ensure!(
+            body.contains("products") && body.contains("line"),
+            "the refusal names the table and the line: {body}"
+        );
+        p.query_drop("INSERT INTO products (id, name) VALUES (2, 'rice')").await?;
+        anyhow::ensure!(on_s1("SELECT COUNT(*) FROM products").await? == Some(2));
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = p.query_drop(format!("DROP DATABASE IF EXISTS {db}")).await;
+    let _ = std::fs::remove_file(&path);
+    result
+}

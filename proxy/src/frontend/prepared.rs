@@ -150,7 +150,7 @@ impl Session {
         METRICS.statement(ps.statement.kind);
         let cursor = ex.flags & CURSOR_FLAGS != 0;
         let params: Vec<ParamValue> = match &ps.types {
-            Some(types) if !self.shared.config.shard_map().is_empty() => {
+            Some(types) if !self.shared.shard_map().is_empty() => {
                 let mut v = param_values(payload, ps.num_params, types).unwrap_or_default();
                 for p in long_data.keys() {
                     if let Some(x) = v.get_mut(usize::from(*p)) {

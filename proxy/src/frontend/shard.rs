@@ -41,7 +41,8 @@ impl Session {
         params: Option<&[ParamValue]>,
     ) -> Result<ShardDecision, protocol::Error> {
         let shared = self.shared.clone();
-        let map = shared.config.shard_map();
+        let map_arc = shared.shard_map();
+        let map = &*map_arc;
         let default = shared.topology.default_shard;
         if map.is_empty() || stmt.multi {
             return Ok(ShardDecision::One(default));
@@ -182,7 +183,8 @@ impl Session {
         plan: &ShardPlan,
     ) -> Result<(), protocol::Error> {
         let shared = self.shared.clone();
-        let map = shared.config.shard_map();
+        let map_arc = shared.shard_map();
+        let map = &*map_arc;
         let shards = plan.shards.list();
         if a.kind == peakgate_router::analyze::StatementType::Select {
             let spec = match peakgate_router::merge::merge_spec(text) {
@@ -285,7 +287,8 @@ impl Session {
         ins: &InsertInfo,
         plan: &ShardPlan,
     ) -> Result<(Vec<(ShardIdx, String)>, u64), ClientError> {
-        let map = self.shared.config.shard_map();
+        let map_arc = self.shared.shard_map();
+        let map = &*map_arc;
         let schema = self.state.schema.as_deref();
         let t = &a.tables[ins.table];
         let rule = map
