@@ -4,6 +4,7 @@
 //! 1. point lookups by member_id (text protocol) through 2 shards vs direct on one server;
 //! 2. `ORDER BY created_at DESC LIMIT 20` over all orders: a scatter over 2 shards merged in the
 //!    proxy vs the same query on one server.
+//!
 //! Prints QPS and the proxy/direct ratios. Knobs: SHARD_BENCH_SECONDS (5), SHARD_BENCH_REPEAT (3),
 //! SHARD_BENCH_ROWS (20000), SHARD_BENCH_CLIENTS (16).
 
