@@ -227,6 +227,9 @@ pub struct RouteRule {
     /// Only this statement kind: read, write, txn_begin, txn_end, session, ddl, admin, unknown.
     #[serde(default)]
     pub kind: Option<String>,
+    /// Only statements naming one of these tables (`table`, any schema, or `schema.table`).
+    #[serde(default)]
+    pub tables: Vec<String>,
     /// primary | replica | reporting.
     pub route: String,
 }
@@ -307,6 +310,7 @@ impl Routing {
                             Some(k) => Some(parse_kind(k)?),
                             None => None,
                         },
+                        tables: r.tables.iter().map(|t| t.to_ascii_lowercase()).collect(),
                         route: peakgate_router::RouteHint::parse(r.route.as_bytes())?,
                     })
                 })

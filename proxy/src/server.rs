@@ -17,6 +17,9 @@ use crate::metrics::METRICS;
 use crate::protocol::Framed;
 use crate::protocol::response::encode_err;
 
+/// Per (digest, schema hash): the tables a statement names.
+type TablesCache = lru::LruCache<(u64, u64), Arc<Vec<String>>>;
+
 /// What every session shares.
 pub struct Shared {
     pub config: Config,
@@ -45,6 +48,8 @@ pub struct Shared {
     map: arc_swap::ArcSwap<peakgate_router::ShardMap>,
     /// The file the config came from (for `/reload` and SIGHUP).
     config_path: std::sync::Mutex<Option<std::path::PathBuf>>,
+    /// Per (digest, schema): the tables a statement names, for routing rules on tables.
+    rule_tables: std::sync::Mutex<TablesCache>,
     /// Ids for sharded tables' gene columns (`sharding.node_id` keeps proxies apart).
     ids: std::sync::Mutex<peakgate_router::IdGenerator>,
 }
@@ -130,6 +135,21 @@ impl Shared {
         METRICS.map_reloads.inc();
         info!(path = %path.display(), "shard map reloaded");
         Ok(text)
+    }
+
+    pub fn cached_tables(&self, key: (u64, u64)) -> Option<Arc<Vec<String>>> {
+        self.rule_tables
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned()
+    }
+
+    pub fn cache_tables(&self, key: (u64, u64), tables: Arc<Vec<String>>) {
+        self.rule_tables
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .put(key, tables);
     }
 
     /// Whether statements of this digest in this schema name a mapped table, if known.
@@ -232,6 +252,9 @@ impl Proxy {
             )),
             ids: std::sync::Mutex::new(ids),
             map,
+            rule_tables: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(4096).expect("4096 is not zero"),
+            )),
             config_path: std::sync::Mutex::new(None),
         });
         Ok(Self {

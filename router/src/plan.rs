@@ -167,13 +167,34 @@ pub struct Rule {
     pub user: Option<String>,
     /// Only this statement kind (any kind when `None`).
     pub kind: Option<StatementKind>,
+    /// Only statements naming one of these tables (lower-case `table` or `schema.table`; any
+    /// statement when empty).
+    pub tables: Vec<String>,
     /// Where matching statements go (as a hint would send them).
     pub route: RouteHint,
 }
 
 impl Rule {
-    fn matches(&self, user: &str, kind: StatementKind) -> bool {
-        self.user.as_deref().is_none_or(|u| u == user) && self.kind.is_none_or(|k| k == kind)
+    fn matches(&self, facts: &SessionFacts<'_>, kind: StatementKind) -> bool {
+        self.user.as_deref().is_none_or(|u| u == facts.user)
+            && self.kind.is_none_or(|k| k == kind)
+            && (self.tables.is_empty()
+                || facts
+                    .tables
+                    .iter()
+                    .any(|t| self.tables.iter().any(|r| table_matches(r, t))))
+    }
+}
+
+/// Whether rule table `rule` (`t` or `s.t`) names statement table `t` (`s.t`, schema resolved).
+fn table_matches(rule: &str, table: &str) -> bool {
+    if rule.contains('.') {
+        rule.eq_ignore_ascii_case(table)
+    } else {
+        table
+            .rsplit('.')
+            .next()
+            .is_some_and(|name| name.eq_ignore_ascii_case(rule))
     }
 }
 
@@ -185,6 +206,13 @@ pub struct ReadPolicy {
     pub read_your_writes: ReadYourWrites,
     pub lag_fallback: LagFallback,
     pub rules: Vec<Rule>,
+}
+
+impl ReadPolicy {
+    /// Whether a rule matches on tables (then the proxy must tell the planner a statement's tables).
+    pub fn needs_tables(&self) -> bool {
+        self.rules.iter().any(|r| !r.tables.is_empty())
+    }
 }
 
 impl Default for ReadPolicy {
@@ -209,6 +237,8 @@ pub struct SessionFacts<'a> {
     pub since_last_write_ms: Option<u64>,
     /// The GTID of the session's last write on this shard.
     pub last_gtid: Option<Gtid>,
+    /// The tables the statement names, `schema.table` (filled only when a rule matches tables).
+    pub tables: &'a [String],
 }
 
 /// Where the statement runs.
@@ -330,7 +360,7 @@ pub fn plan<R: ReplicaView>(
             policy
                 .rules
                 .iter()
-                .find(|r| r.matches(facts.user, stmt.kind))
+                .find(|r| r.matches(facts, stmt.kind))
                 .map(|r| r.route),
             Reason::Rule,
         ),

@@ -392,7 +392,7 @@ async fn reporting_reads_run_on_the_reporting_replica_and_spare_point_selects() 
     let _serial = SERIAL.lock().await;
     let c = Cluster::start(1, 1).await?;
     let routing = format!(
-        "{FAST}\nreporting_max_concurrency = 10\n[[routing.rules]]\nuser = \"report\"\nroute = \"reporting\""
+        "{FAST}\nreporting_max_concurrency = 10\n[[routing.rules]]\nuser = \"report\"\nroute = \"reporting\"\n[[routing.rules]]\nkind = \"read\"\ntables = [\"daily_sales\"]\nroute = \"reporting\""
     );
     let proxy = TestProxy::start_text(&c.proxy_config(&routing)).await?;
     let rep = &c.reporting[0];
@@ -423,6 +423,16 @@ async fn reporting_reads_run_on_the_reporting_replica_and_spare_point_selects() 
     let mut report = mysql_async::Conn::new(opts.clone()).await?;
     let server: Option<u32> = report.query_first("SELECT @@server_id").await?;
     assert_eq!(server, Some(u32::from(rep.port)));
+    // By table rule.
+    p.query_drop("CREATE TABLE shop.daily_sales (day DATE PRIMARY KEY, total INT)")
+        .await?;
+    p.query_drop("INSERT INTO shop.daily_sales VALUES ('2026-11-11', 42)")
+        .await?;
+    c.sync().await?;
+    let server: Option<u32> = conn
+        .query_first("SELECT @@server_id FROM daily_sales WHERE total > 0")
+        .await?;
+    assert_eq!(server, Some(u32::from(rep.port)), "a daily_sales read");
     // OLTP reads never go there.
     for _ in 0..50 {
         let s: Option<u32> = conn.query_first("SELECT @@server_id").await?;

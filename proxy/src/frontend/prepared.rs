@@ -68,7 +68,7 @@ impl Session {
             Some(c) => self.shard_of_addr(&c.addr),
             None => self.shared.topology.default_shard,
         };
-        let mut route = match self.route(None, shard, None).await {
+        let mut route = match self.route(None, shard, None, &[]).await {
             Ok(r) => r,
             Err(e) => {
                 self.send_error(seq, &e).await;
@@ -168,9 +168,13 @@ impl Session {
             ShardDecision::One(s) => s,
             ShardDecision::Answered => return Ok(()),
         };
+        let tables = self.rule_tables(&ps.statement, ps.sql.as_bytes());
         let mut exclude = None;
         for attempt in 0..2 {
-            let mut route = match self.route(Some(&ps.statement), shard, exclude).await {
+            let mut route = match self
+                .route(Some(&ps.statement), shard, exclude, &tables)
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     self.send_error(seq, &e).await;

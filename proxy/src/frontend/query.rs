@@ -58,9 +58,10 @@ impl Session {
             ShardDecision::One(s) => s,
             ShardDecision::Answered => return Ok(()),
         };
+        let tables = self.rule_tables(&stmt, &payload[1..]);
         let mut exclude = None;
         for attempt in 0..2 {
-            let mut route = match self.route(Some(&stmt), shard, exclude).await {
+            let mut route = match self.route(Some(&stmt), shard, exclude, &tables).await {
                 Ok(r) => r,
                 Err(e) => {
                     self.send_error(seq, &e).await;
@@ -177,7 +178,7 @@ impl Session {
             Some(c) => self.shard_of_addr(&c.addr),
             None => self.shared.topology.default_shard,
         };
-        let mut route = match self.route(stmt, shard, None).await {
+        let mut route = match self.route(stmt, shard, None, &[]).await {
             Ok(r) => r,
             Err(e) => {
                 self.send_error(seq, &e).await;

@@ -20,6 +20,14 @@ use crate::errors::ClientError;
 use crate::metrics::METRICS;
 use crate::protocol::constants::*;
 
+/// A cache key for the session's current schema.
+pub(super) fn schema_key(schema: Option<&str>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    schema.hash(&mut h);
+    h.finish()
+}
+
 /// A session's handles on one instance, made on first use.
 pub(super) struct Handles {
     pub pool: Pool,
@@ -76,6 +84,7 @@ impl Session {
         stmt: Option<&Statement>,
         shard: usize,
         exclude: Option<Target>,
+        tables: &[String],
     ) -> Result<Route, ClientError> {
         if let Some(c) = &self.pinned {
             let inst = self.instance_of(&c.addr);
@@ -123,6 +132,7 @@ impl Session {
                     autocommit: self.state.is_autocommit(),
                     since_last_write_ms: self.last_write.map(|t| t.elapsed().as_millis() as u64),
                     last_gtid: self.last_gtid,
+                    tables,
                 };
                 plan::plan(
                     s,
@@ -175,6 +185,45 @@ impl Session {
             pinned: false,
             _permit: permit,
         })
+    }
+
+    /// The tables `sql` names as `schema.table` (lower-case, unqualified names in the session's
+    /// schema), when a routing rule matches on tables; cached per digest and schema.
+    pub(super) fn rule_tables(&self, stmt: &Statement, sql: &[u8]) -> Arc<Vec<String>> {
+        if !self.shared.read_policy.needs_tables() {
+            return Arc::default();
+        }
+        let schema = self.state.schema.as_deref();
+        let key = (stmt.digest, schema_key(schema));
+        if let Some(t) = self.shared.cached_tables(key) {
+            return t;
+        }
+        struct NoKeys;
+        impl peakgate_router::analyze::ShardKeys for NoKeys {
+            fn shard_key(
+                &self,
+                _: Option<&str>,
+                _: &str,
+            ) -> Option<peakgate_router::analyze::KeyColumns> {
+                None
+            }
+        }
+        let tables: Vec<String> = std::str::from_utf8(sql)
+            .ok()
+            .and_then(|text| peakgate_router::analyze::analyze(text, &NoKeys).ok())
+            .map(|a| {
+                a.tables
+                    .iter()
+                    .map(|t| {
+                        let s = t.schema.as_deref().or(schema).unwrap_or("");
+                        format!("{s}.{}", t.name).to_ascii_lowercase()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let tables = Arc::new(tables);
+        self.shared.cache_tables(key, tables.clone());
+        tables
     }
 
     /// The instance a backend address belongs to (the primary when none does, which cannot

@@ -3,7 +3,6 @@
 //! held back until the first statement shows where the transaction lives), and statements that
 //! run on several shards (`scatter`).
 
-use std::hash::{Hash, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use peakgate_router::analyze::{Analysis, InsertInfo, KeyRef, analyze};
@@ -388,9 +387,7 @@ fn is_read_only(stmt: &Statement) -> bool {
 }
 
 fn schema_hash(schema: Option<&str>) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    schema.hash(&mut h);
-    h.finish()
+    super::route::schema_key(schema)
 }
 
 /// Whether the text mentions the name of a mapped table (for SQL the parser cannot read).

@@ -33,6 +33,7 @@ fn facts() -> SessionFacts<'static> {
         autocommit: true,
         since_last_write_ms: None,
         last_gtid: None,
+        tables: &[],
     }
 }
 
@@ -186,11 +187,13 @@ fn rules_match_user_and_kind() {
             Rule {
                 user: Some("report".into()),
                 kind: None,
+                tables: vec![],
                 route: RouteHint::Reporting,
             },
             Rule {
                 user: Some("admin".into()),
                 kind: Some(StatementKind::Read),
+                tables: vec![],
                 route: RouteHint::Primary,
             },
         ],
@@ -448,4 +451,41 @@ fn lag_gate_hold_down() {
 fn gtid_position_keeps_the_highest_per_domain_and_prints() {
     let pos = GtidPos::parse("11-3311-9,0-1-5,11-3311-7");
     assert_eq!(pos.to_string(), "0-1-5,11-3311-9");
+}
+
+#[test]
+fn rules_match_tables() {
+    let rep = [r(true, "", 0)];
+    let reps = [r(true, "", 0)];
+    let policy = ReadPolicy {
+        rules: vec![Rule {
+            user: None,
+            kind: Some(StatementKind::Read),
+            tables: vec!["order_archive".into(), "shop.sales_daily".into()],
+            route: RouteHint::Reporting,
+        }],
+        ..ReadPolicy::default()
+    };
+    for (tables, want) in [
+        (vec!["shop.order_archive".to_string()], Target::Reporting(0)),
+        (
+            vec!["shop.sales_daily".to_string(), "shop.x".to_string()],
+            Target::Reporting(0),
+        ),
+        (vec!["other.sales_daily".to_string()], Target::Replica(0)),
+        (vec!["shop.orders".to_string()], Target::Replica(0)),
+        (vec![], Target::Replica(0)),
+    ] {
+        let f = SessionFacts {
+            tables: &tables,
+            ..facts()
+        };
+        assert_eq!(
+            go("SELECT 1", &f, &reps, &rep, &policy)
+                .expect("plan")
+                .target,
+            want,
+            "{tables:?}"
+        );
+    }
 }
