@@ -56,6 +56,9 @@ pub struct Config {
     /// Where each sharded, binding, global or broadcast table lives (docs/sharding.md).
     #[serde(default)]
     pub tables: Vec<TableConfig>,
+    /// Peak protection: `[[limits.rules]]` (rate and concurrency limits, feature switches).
+    #[serde(default)]
+    pub limits: crate::limits::LimitsConfig,
     /// `sharding` and `tables` resolved against `shards`; set by [`Config::parse`].
     #[serde(skip)]
     shard_map: ResolvedShardMap,
@@ -526,6 +529,7 @@ impl Config {
                 u.name
             ));
         }
+        errs.extend(self.limits.validate(text));
         if let Err(map_errs) = self.build_shard_map(text) {
             errs.extend(map_errs.iter().map(ConfigError::to_string));
         }

@@ -8,6 +8,9 @@
 //! - `execute`: relays one command's answer from a backend to the client.
 //! - `scatter`: runs one statement on several shards (merged reads, summed writes).
 //! - `session_state`: the session state replayed on pooled connections.
+//! - `digests`: per-digest statement statistics in bounded memory (top-N for `/status/digests`).
+//! - `limits`: peak-protection rules (rate and concurrency limits, feature switches, route, delay)
+//!   and the decision they take per statement.
 //! - `config`, `metrics`, `admin`, `errors`, `server` (listeners and shared state).
 //!
 //! Start reading at `server::Proxy::serve`, then `frontend::serve_client`.
@@ -15,9 +18,11 @@
 pub mod admin;
 pub mod backend;
 pub mod config;
+pub mod digests;
 pub mod errors;
 pub mod execute;
 pub mod frontend;
+pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod scatter;
