@@ -1,5 +1,7 @@
-//! HTTP admin listener: `GET /metrics` (Prometheus text), `GET /status` (JSON). A deliberately
-//! small HTTP/1.1 server: one request per connection, bounded request size, no keep-alive.
+//! HTTP admin listener: `GET /metrics` (Prometheus text), `GET /status` (JSON),
+//! `GET /status/digests`, `GET|POST /limits`, `POST /reload`. A deliberately small HTTP/1.1
+//! server: one request per connection, bounded request size, no keep-alive. Every POST needs
+//! `listen.admin_token` (as `Authorization: Bearer ...`) when one is configured.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,17 +38,30 @@ pub async fn serve(
     }
 }
 
+/// Largest request (head and body) the admin listener reads.
+const MAX_REQUEST: usize = 1 << 20;
+
 async fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
+    let mut chunk = [0u8; 4096];
     let read = async {
+        let mut head_end = None;
         loop {
             let n = stream.read(&mut chunk).await?;
             if n == 0 {
                 break;
             }
             buf.extend_from_slice(&chunk[..n]);
-            if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() > 16 * 1024 {
+            if head_end.is_none() {
+                head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+            }
+            if let Some(h) = head_end {
+                let len = content_length(&buf[..h]);
+                if buf.len() >= h + len {
+                    break;
+                }
+            }
+            if buf.len() > MAX_REQUEST {
                 break;
             }
         }
@@ -58,40 +73,86 @@ async fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     {
         return Ok(());
     }
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
+    let head_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(buf.len(), |i| i + 4);
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let body = String::from_utf8_lossy(&buf[head_end.min(buf.len())..]).into_owned();
+    let line = head.lines().next().unwrap_or_default();
     let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let authorised = match &shared.config.listen.admin_token {
+        None => true,
+        Some(token) => head.lines().any(|l| {
+            l.split_once(':').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("authorization")
+                    && v.trim()
+                        .strip_prefix("Bearer ")
+                        .is_some_and(|t| t.trim() == token)
+            })
+        }),
+    };
     let (code, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => (
-            200,
-            "text/plain; version=0.0.4",
-            metrics::render(
+        ("POST", _) if !authorised => (
+            401,
+            "text/plain",
+            "write actions need the admin token: Authorization: Bearer <listen.admin_token>\n"
+                .to_string(),
+        ),
+        ("GET", "/metrics") => {
+            let mut m = metrics::render(
                 &shared.pools.all(),
                 &shared.pipeline_counts(),
                 &shared.topology,
-            ),
-        ),
+            );
+            shared.limits.render_metrics(&mut m);
+            render_digest_metrics(shared, &mut m);
+            (200, "text/plain; version=0.0.4", m)
+        }
         ("GET", "/status") => (200, "application/json", status_json(shared)),
+        ("GET", "/status/digests") => {
+            let sort = param(query, "sort")
+                .and_then(crate::digests::DigestSort::parse)
+                .unwrap_or(crate::digests::DigestSort::Total);
+            let limit = param(query, "limit")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(50usize);
+            let rows = shared.digests.snapshot(sort, limit);
+            (
+                200,
+                "application/json",
+                json!({"tracked": shared.digests.len(), "evicted": shared.digests.evicted(), "digests": rows})
+                    .to_string(),
+            )
+        }
+        ("GET", "/limits") => (
+            200,
+            "application/json",
+            json!({"rules": shared.limits.snapshot()}).to_string(),
+        ),
+        ("POST", "/limits") => match put_rules(shared, &body) {
+            Ok(n) => (200, "text/plain", format!("{n} rules in effect\n")),
+            Err(e) => (422, "text/plain", format!("refused; the rules in effect stay\n{e}\n")),
+        },
         ("POST", "/reload") => match shared.reload() {
             Ok(map) => (200, "text/plain", format!("reloaded\n{map}")),
-            Err(e) => (
-                422,
-                "text/plain",
-                format!("refused; the old shard map stays\n{e}\n"),
-            ),
+            Err(e) => (422, "text/plain", format!("refused; the old shard map stays\n{e}\n")),
         },
         ("GET", "/") => (
             200,
             "text/plain",
-            "PeakGate admin: GET /metrics, GET /status, POST /reload\n".to_string(),
+            "PeakGate admin: GET /metrics, GET /status, GET /status/digests?sort=count|total|max|errors|rows&limit=N, \
+             GET /limits, POST /limits (TOML [[rules]]), POST /reload\n"
+                .to_string(),
         ),
         ("GET", _) => (404, "text/plain", "not found\n".to_string()),
         _ => (405, "text/plain", "method not allowed\n".to_string()),
     };
     let reason = match code {
         200 => "OK",
+        401 => "Unauthorized",
         404 => "Not Found",
         422 => "Unprocessable Entity",
         _ => "Method Not Allowed",
@@ -103,6 +164,71 @@ async fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
     stream.shutdown().await
+}
+
+fn content_length(head: &[u8]) -> usize {
+    String::from_utf8_lossy(head)
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+        .min(MAX_REQUEST)
+}
+
+fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| {
+        kv.split_once('=')
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    })
+}
+
+/// Replaces the limits rules with the `[[rules]]` of a TOML body and saves them to the runtime
+/// file when one is configured (so a restart keeps them).
+fn put_rules(shared: &Shared, body: &str) -> Result<usize, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[serde(default)]
+        rules: Vec<crate::limits::RuleConfig>,
+    }
+    let parsed: Body = toml::from_str(body).map_err(|e| e.to_string())?;
+    let errs = crate::limits::validate_rules(&parsed.rules, "rules", Some(body));
+    if !errs.is_empty() {
+        return Err(errs.join("\n"));
+    }
+    let n = parsed.rules.len();
+    shared
+        .limits
+        .replace_rules(parsed.rules)
+        .map_err(|e| e.to_string())?;
+    if let Some(file) = &shared.config.limits.runtime_file {
+        shared
+            .limits
+            .save(std::path::Path::new(file))
+            .map_err(|e| format!("in effect, but not saved to {file}: {e}"))?;
+    }
+    Ok(n)
+}
+
+fn render_digest_metrics(shared: &Shared, out: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "# HELP {n} Statement digests tracked for /status/digests.\n# TYPE {n} gauge\n{n} {}",
+        shared.digests.len(),
+        n = crate::digests::DIGESTS_TRACKED
+    );
+    let _ = writeln!(
+        out,
+        "# HELP {n} Digests evicted from the bounded table.\n# TYPE {n} counter\n{n} {}",
+        shared.digests.evicted(),
+        n = crate::digests::DIGESTS_EVICTED
+    );
 }
 
 fn status_json(shared: &Shared) -> String {
@@ -171,6 +297,7 @@ fn status_json(shared: &Shared) -> String {
         "shard_map": shared.shard_map().to_string(),
         "statements_per_shard": per_shard,
         "instances": instances,
+        "limits": shared.limits.snapshot(),
         "pools": pools,
         "statement_cache_entries": shared.classifier.cache_len(),
     })

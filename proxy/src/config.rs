@@ -82,6 +82,10 @@ pub struct Listen {
     /// HTTP admin listener (/metrics, /status), e.g. "127.0.0.1:6080". None disables it.
     #[serde(default)]
     pub admin: Option<String>,
+    /// Token every admin write action (POST) must carry as `Authorization: Bearer TOKEN`;
+    /// without one, POSTs are open to whoever reaches the admin listener.
+    #[serde(default)]
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -224,6 +224,12 @@ impl Limits {
         Ok(limits)
     }
 
+    /// Whether any enabled rule can decide (one relaxed load; callers skip building a
+    /// [`Query`]'s tables when not).
+    pub fn is_active(&self) -> bool {
+        self.any_decides.load(Ordering::Relaxed)
+    }
+
     /// What to do with `q` now. See [`Decision`].
     pub fn check(&self, q: &Query<'_>) -> Decision {
         self.decide(q, Instant::now)

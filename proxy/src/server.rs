@@ -44,6 +44,10 @@ pub struct Shared {
     client_slots: Arc<Semaphore>,
     /// Per (digest, schema): whether the statement names a table of the shard map.
     map_touch: std::sync::Mutex<lru::LruCache<(u64, u64), bool>>,
+    /// Peak-protection rules (`[[limits.rules]]`, changeable at run time).
+    pub limits: Arc<crate::limits::Limits>,
+    /// Per-digest statement statistics (`/status/digests`).
+    pub digests: crate::digests::DigestStats,
     /// The shard map in effect; `/reload` and SIGHUP swap it.
     map: arc_swap::ArcSwap<peakgate_router::ShardMap>,
     /// The file the config came from (for `/reload` and SIGHUP).
@@ -231,6 +235,15 @@ impl Proxy {
             None => None,
         };
         let map = arc_swap::ArcSwap::new(config.shard_map_arc());
+        let limits = crate::limits::Limits::new(config.limits.rules.clone())
+            .map_err(|e| anyhow::anyhow!("limits: {e}"))?;
+        if let Some(file) = &config.limits.runtime_file
+            && limits
+                .load_runtime(std::path::Path::new(file))
+                .map_err(|e| anyhow::anyhow!("limits.runtime_file: {e}"))?
+        {
+            info!(file, "limits rules loaded from the runtime file");
+        }
         let ids = peakgate_router::IdGenerator::new(config.shard_map().node_id())
             .map_err(|e| anyhow::anyhow!("sharding.node_id: {e}"))?;
         let shared = Arc::new(Shared {
@@ -252,6 +265,8 @@ impl Proxy {
             )),
             ids: std::sync::Mutex::new(ids),
             map,
+            limits: Arc::new(limits),
+            digests: crate::digests::DigestStats::default(),
             rule_tables: std::sync::Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(4096).expect("4096 is not zero"),
             )),

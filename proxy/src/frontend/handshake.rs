@@ -75,6 +75,8 @@ impl LoggedIn {
             last_write: None,
             last_gtid: None,
             deferred_begin: None,
+            current_digest: None,
+            statement_failed: false,
             client,
             conn_id: self.conn_id,
             peer: self.peer,

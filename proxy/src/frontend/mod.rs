@@ -10,6 +10,7 @@
 
 mod handshake;
 mod prepared;
+mod protect;
 mod query;
 mod route;
 mod shard;
@@ -88,6 +89,10 @@ pub struct Session {
     /// A BEGIN held back until the first statement shows which shard the transaction lives on
     /// (only with a shard map).
     deferred_begin: Option<String>,
+    /// The running statement's digest and text, for `/status/digests`.
+    current_digest: Option<(u64, Arc<str>)>,
+    /// The running statement ended in an ERR.
+    statement_failed: bool,
     state: SessionState,
     /// State right after login (charset from the handshake), restored by COM_RESET_CONNECTION.
     initial_state: SessionState,
@@ -141,9 +146,9 @@ impl Session {
                 Ok(n) => n,
                 Err(_) => return,
             };
-            METRICS
-                .latency
-                .observe_us(started.elapsed().as_micros() as u64);
+            let us = started.elapsed().as_micros() as u64;
+            METRICS.latency.observe_us(us);
+            self.record_digest(us);
             if let Next::Close = next {
                 return;
             }
@@ -248,6 +253,7 @@ impl Session {
     /// Sends an ERR (errors writing it are ignored: the client may already be gone).
     async fn send_error(&mut self, seq: u8, e: &ClientError) {
         METRICS.error(e.code);
+        self.statement_failed = true;
         self.client
             .write_packet(seq, &encode_err(e.code, e.sqlstate, &e.message));
         let _ = self.client.flush().await;
@@ -261,6 +267,7 @@ impl Session {
         message: &str,
     ) -> Result<(), protocol::Error> {
         METRICS.error(code);
+        self.statement_failed = true;
         self.client
             .write_packet(seq, &encode_err(code, sqlstate, message));
         self.client.flush().await

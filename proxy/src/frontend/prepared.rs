@@ -10,6 +10,7 @@ use std::sync::Arc;
 use peakgate_router::Statement;
 
 use super::Session;
+use super::protect::Protection;
 use super::query::Relayed;
 use super::shard::ShardDecision;
 use crate::backend::PooledConn;
@@ -146,8 +147,21 @@ impl Session {
         }
         let long_data = std::mem::take(&mut ps.long_data);
         ps.long_data_bytes = 0;
-        let ps = ps.clone();
+        let mut ps = ps.clone();
         METRICS.statement(ps.statement.kind);
+        let _protection = match self.protect(seq, &ps.statement, ps.sql.as_bytes()).await? {
+            Protection::Refused => return Ok(()),
+            p @ Protection::Run { route, .. } => {
+                if let Some(r) = route
+                    && ps.statement.hints.route.is_none()
+                {
+                    let mut s = (*ps.statement).clone();
+                    s.hints.route = Some(r);
+                    ps.statement = Arc::new(s);
+                }
+                p
+            }
+        };
         let cursor = ex.flags & CURSOR_FLAGS != 0;
         let params: Vec<ParamValue> = match &ps.types {
             Some(types) if !self.shared.shard_map().is_empty() => {
@@ -168,7 +182,7 @@ impl Session {
             ShardDecision::One(s) => s,
             ShardDecision::Answered => return Ok(()),
         };
-        let tables = self.rule_tables(&ps.statement, ps.sql.as_bytes());
+        let tables = self.tables_of(&ps.statement, ps.sql.as_bytes());
         let mut exclude = None;
         for attempt in 0..2 {
             let mut route = match self

@@ -6,6 +6,7 @@ use peakgate_router::{SessionEffects, Statement};
 use tracing::debug;
 
 use super::Session;
+use super::protect::Protection;
 use super::route::Route;
 use super::shard::ShardDecision;
 use crate::backend::PooledConn;
@@ -30,7 +31,7 @@ impl Session {
         seq: u8,
         payload: &[u8],
     ) -> Result<(), protocol::Error> {
-        let stmt = self.shared.classifier.classify(&payload[1..]);
+        let mut stmt = self.shared.classifier.classify(&payload[1..]);
         METRICS.statement(stmt.kind);
         if !stmt.parsed {
             METRICS.unparseable.inc();
@@ -54,11 +55,20 @@ impl Session {
             return Ok(());
         }
         debug!(kind = stmt.kind.as_str(), digest = %stmt.digest_text, "statement");
+        let _protection = match self.protect(seq, &stmt, &payload[1..]).await? {
+            Protection::Refused => return Ok(()),
+            p @ Protection::Run { route, .. } => {
+                if route.is_some() && stmt.hints.route.is_none() {
+                    stmt.hints.route = route;
+                }
+                p
+            }
+        };
         let shard = match self.shard_decision(seq, &stmt, &payload[1..], None).await? {
             ShardDecision::One(s) => s,
             ShardDecision::Answered => return Ok(()),
         };
-        let tables = self.rule_tables(&stmt, &payload[1..]);
+        let tables = self.tables_of(&stmt, &payload[1..]);
         let mut exclude = None;
         for attempt in 0..2 {
             let mut route = match self.route(Some(&stmt), shard, exclude, &tables).await {
@@ -126,6 +136,7 @@ impl Session {
                 }
                 if let Some(code) = out.error {
                     METRICS.error(code);
+                    self.statement_failed = true;
                 }
                 Some(Ok(()))
             }
@@ -239,6 +250,7 @@ impl Session {
                 }
                 if let Some(code) = out.error {
                     METRICS.error(code);
+                    self.statement_failed = true;
                 }
                 if cursor && out.status & SERVER_STATUS_CURSOR_EXISTS != 0 {
                     self.pins.sticky = true;

@@ -188,9 +188,9 @@ impl Session {
     }
 
     /// The tables `sql` names as `schema.table` (lower-case, unqualified names in the session's
-    /// schema), when a routing rule matches on tables; cached per digest and schema.
-    pub(super) fn rule_tables(&self, stmt: &Statement, sql: &[u8]) -> Arc<Vec<String>> {
-        if !self.shared.read_policy.needs_tables() {
+    /// schema), when a routing or limits rule may match on tables; cached per digest and schema.
+    pub(super) fn tables_of(&self, stmt: &Statement, sql: &[u8]) -> Arc<Vec<String>> {
+        if !self.shared.read_policy.needs_tables() && !self.shared.limits.is_active() {
             return Arc::default();
         }
         let schema = self.state.schema.as_deref();

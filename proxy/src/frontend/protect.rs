@@ -1,0 +1,97 @@
+//! Peak protection for one statement: the `[[limits.rules]]` decision (refuse, queue, delay,
+//! reroute) before it runs, and its digest statistics after.
+
+use std::sync::Arc;
+
+use peakgate_router::{RouteHint, Statement};
+
+use super::Session;
+use crate::limits::{Decision, Permit, Query, Refusal};
+use crate::protocol;
+
+/// What the rules allow.
+pub(super) enum Protection {
+    /// Run it (holding the permit of a concurrency rule until the answer is sent), on `route`
+    /// when a rule reroutes it.
+    Run {
+        _permit: Option<Permit>,
+        route: Option<RouteHint>,
+    },
+    /// The client got the rule's ERR.
+    Refused,
+}
+
+impl Session {
+    /// Applies the limits rules to `stmt` (text `sql`).
+    pub(super) async fn protect(
+        &mut self,
+        seq: u8,
+        stmt: &Statement,
+        sql: &[u8],
+    ) -> Result<Protection, protocol::Error> {
+        self.current_digest = Some((stmt.digest, Arc::from(stmt.digest_text.as_str())));
+        let limits = self.shared.limits.clone();
+        if !limits.is_active() {
+            return Ok(Protection::Run {
+                _permit: None,
+                route: None,
+            });
+        }
+        let tables = self.tables_of(stmt, sql);
+        let names: Vec<&str> = tables.iter().map(String::as_str).collect();
+        let route_hint = stmt.hints.route.map(|r| ("route", r.as_str()));
+        let shard_hint = stmt.hints.shard.as_deref().map(|s| ("shard", s));
+        let hints: Vec<(&str, &str)> = route_hint.into_iter().chain(shard_hint).collect();
+        let q = Query {
+            user: &self.user,
+            schema: self.state.schema.as_deref(),
+            tables: &names,
+            kind: stmt.kind,
+            digest: stmt.digest,
+            hints: &hints,
+        };
+        let decision = limits.check(&q);
+        match decision {
+            Decision::Allow => Ok(Protection::Run {
+                _permit: None,
+                route: None,
+            }),
+            Decision::Deny(r) => self.refuse(seq, &r).await,
+            Decision::Wait(admission) => match admission.admit().await {
+                Ok(permit) => Ok(Protection::Run {
+                    _permit: Some(permit),
+                    route: None,
+                }),
+                Err(r) => self.refuse(seq, &r).await,
+            },
+            Decision::Delay { duration, .. } => {
+                tokio::time::sleep(duration).await;
+                Ok(Protection::Run {
+                    _permit: None,
+                    route: None,
+                })
+            }
+            Decision::Route { route, .. } => Ok(Protection::Run {
+                _permit: None,
+                route: Some(route),
+            }),
+        }
+    }
+
+    async fn refuse(&mut self, seq: u8, r: &Refusal) -> Result<Protection, protocol::Error> {
+        self.send_error_raw(seq, r.code, &r.sqlstate, &r.message)
+            .await
+            .map(|()| Protection::Refused)
+    }
+
+    /// Records the finished statement's digest statistics.
+    pub(super) fn record_digest(&mut self, latency_us: u64) {
+        if let Some((digest, text)) = self.current_digest.take() {
+            let failed = std::mem::take(&mut self.statement_failed);
+            self.shared
+                .digests
+                .record(digest, &text, latency_us, 0, failed);
+        }
+        self.statement_failed = false;
+    }
+}

@@ -1,0 +1,181 @@
+//! Peak protection through the proxy: `[[limits.rules]]` feature switches, rate and concurrency
+//! limits with their ERR codes, run-time rule changes over the admin API (token, runtime file),
+//! and `/status/digests`.
+
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::*;
+use peakgate_tests::{Scratch, TestProxy, unique_name};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_refuse_limit_queue_and_change_at_run_time() -> anyhow::Result<()> {
+    let t = unique_name("it_reviews");
+    let _drop = Scratch::table("shop", &t);
+    let runtime = peakgate_tests::repo_root().join(format!("target/{t}-limits.toml"));
+    let rules = format!(
+        r#"
+[limits]
+runtime_file = "{file}"
+
+[[limits.rules]]
+name = "no_review_writes"
+table = "{t}"
+kind = "write"
+deny = {{ message = "reviews are read-only during the sale" }}
+
+[[limits.rules]]
+name = "sleepers"
+digest = "SELECT SLEEP(?)"
+max_concurrency = {{ limit = 1, queue = 1, timeout_ms = 300 }}
+
+[[limits.rules]]
+name = "version_poll"
+digest = "SELECT VERSION()"
+rate_limit = {{ qps = 1, burst = 2 }}
+"#,
+        file = runtime.display()
+    );
+    let proxy = TestProxy::start_with(|cfg| {
+        *cfg = cfg.replace(
+            "admin = \"127.0.0.1:0\"",
+            "admin = \"127.0.0.1:0\"\nadmin_token = \"s3cret\"",
+        );
+        cfg.push_str(&rules);
+    })
+    .await?;
+    let mut c = proxy.conn(Some("shop")).await?;
+    c.query_drop(format!("CREATE TABLE {t} (id INT PRIMARY KEY, body TEXT)"))
+        .await?;
+
+    // Feature switch: writes refused with the rule's message, reads fine.
+    let e = c
+        .query_drop(format!("INSERT INTO {t} VALUES (1, 'great')"))
+        .await
+        .expect_err("denied");
+    let text = e.to_string();
+    assert!(
+        text.contains("1290")
+            && text.contains("read-only during the sale")
+            && text.contains("no_review_writes"),
+        "{text}"
+    );
+    let n: Option<i64> = c.query_first(format!("SELECT COUNT(*) FROM {t}")).await?;
+    assert_eq!(n, Some(0));
+
+    // Rate limit: a burst of 2, then 1226.
+    let mut refused = 0;
+    for _ in 0..4 {
+        if let Err(e) = c.query_drop("SELECT VERSION()").await {
+            assert!(
+                e.to_string().contains("1226") && e.to_string().contains("version_poll"),
+                "{e}"
+            );
+            refused += 1;
+        }
+    }
+    assert!(refused >= 1, "the rate limit never refused");
+
+    // Concurrency: 1 running, 1 queued, the third refused at once; the queued one times out.
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let opts = proxy.opts(Some("shop"));
+        tasks.push(tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await?;
+            let t = Instant::now();
+            let r = c.query_drop("SELECT SLEEP(1)").await;
+            anyhow::Ok((r.err().map(|e| e.to_string()), t.elapsed()))
+        }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await??);
+    }
+    let ok = outcomes.iter().filter(|(e, _)| e.is_none()).count();
+    let busy = outcomes
+        .iter()
+        .filter(|(e, _)| {
+            e.as_deref()
+                .is_some_and(|e| e.contains("1205") && e.contains("sleepers"))
+        })
+        .count();
+    assert_eq!((ok, busy), (1, 2), "{outcomes:?}");
+
+    // Run-time changes: POST needs the token; the new rules take effect and are saved.
+    let (code, _) = proxy.admin_request("POST", "/limits").await?;
+    assert_eq!(code, 401);
+    let body = format!(
+        "[[rules]]\nname = \"no_review_writes\"\ntable = \"{t}\"\nkind = \"write\"\ndelay_ms = 10\n"
+    );
+    let (code, answer) = post(&proxy, "/limits", &body, "s3cret").await?;
+    assert_eq!(code, 200, "{answer}");
+    c.query_drop(format!("INSERT INTO {t} VALUES (1, 'great')"))
+        .await?;
+    let saved = std::fs::read_to_string(&runtime)?;
+    assert!(
+        saved.contains("no_review_writes") && saved.contains("delay_ms"),
+        "{saved}"
+    );
+    let (code, answer) = post(
+        &proxy,
+        "/limits",
+        "[[rules]]\nname = \"x\"\nrate_limit = { qps = -1 }\n",
+        "s3cret",
+    )
+    .await?;
+    assert_eq!(code, 422, "{answer}");
+    let status = proxy.admin_get("/status").await?;
+    assert!(status.contains("\"no_review_writes\""), "{status}");
+
+    // Digests: the statements seen, counted.
+    let d = proxy
+        .admin_get("/status/digests?sort=count&limit=100")
+        .await?;
+    let v: serde_json::Value = serde_json::from_str(&d)?;
+    let version = v["digests"]
+        .as_array()
+        .and_then(|a| {
+            a.iter().find(|r| {
+                r["text"]
+                    .as_str()
+                    .is_some_and(|t| t.to_ascii_uppercase().contains("VERSION"))
+            })
+        })
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no VERSION digest: {d}"))?;
+    assert!(version["count"].as_u64().unwrap_or(0) >= 4, "{version}");
+    assert!(version["errors"].as_u64().unwrap_or(0) >= 1, "{version}");
+    let _ = std::fs::remove_file(&runtime);
+    Ok(())
+}
+
+async fn post(
+    proxy: &TestProxy,
+    path: &str,
+    body: &str,
+    token: &str,
+) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(proxy.admin).await?;
+    s.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((
+        code,
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or(out),
+    ))
+}
