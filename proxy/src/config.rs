@@ -219,6 +219,13 @@ pub struct Routing {
     /// `backend.pool_wait_timeout_ms`), so reports cannot take the pools from checkout traffic.
     #[serde(default = "default_reporting_concurrency")]
     pub reporting_max_concurrency: usize,
+    /// Write throttling: while a shard's worst replica lag is above this, its non-critical
+    /// writes wait (see `throttle_max_wait_ms`); 0 turns it off.
+    #[serde(default)]
+    pub throttle_lag_ms: u64,
+    /// The longest a throttled write waits before it runs anyway.
+    #[serde(default = "default_throttle_wait")]
+    pub throttle_max_wait_ms: u64,
     /// Routing rules by user and statement kind, first match wins; a hint beats a rule.
     #[serde(default)]
     pub rules: Vec<RouteRule>,
@@ -283,6 +290,9 @@ fn default_sticky() -> u64 {
 }
 fn default_ryw_wait() -> u64 {
     50
+}
+fn default_throttle_wait() -> u64 {
+    1000
 }
 fn default_reporting_concurrency() -> usize {
     8

@@ -230,6 +230,11 @@ impl Limits {
         self.any_decides.load(Ordering::Relaxed)
     }
 
+    /// Whether any enabled rule carries a priority (for write throttling).
+    pub fn has_priorities(&self) -> bool {
+        self.any_priority.load(Ordering::Relaxed)
+    }
+
     /// What to do with `q` now. See [`Decision`].
     pub fn check(&self, q: &Query<'_>) -> Decision {
         self.decide(q, Instant::now)

@@ -46,6 +46,10 @@ pub const READ_RETRIES: &str = "peakgate_read_retries_total";
 /// Counter, label `shard`: statements of mapped tables routed to each shard (a scatter statement
 /// counts on each of its shards).
 pub const SHARD_STATEMENTS: &str = "peakgate_shard_statements_total";
+/// Counter: writes slowed because a replica of their shard lagged over `throttle_lag_ms`.
+pub const THROTTLED_WRITES: &str = "peakgate_throttled_writes_total";
+/// Counter (seconds): time writes spent throttled.
+pub const THROTTLED_SECONDS: &str = "peakgate_write_throttled_seconds_total";
 /// Counter: shard maps put in effect by `/reload` or SIGHUP.
 pub const MAP_RELOADS: &str = "peakgate_shard_map_reloads_total";
 /// Counter, label `kind` (read | write): statements run on several shards.
@@ -71,6 +75,9 @@ pub struct Counter(AtomicU64);
 impl Counter {
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
     }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -129,6 +136,9 @@ pub struct Metrics {
     pub scatter_reads: Counter,
     pub scatter_writes: Counter,
     pub map_reloads: Counter,
+    pub throttled_writes: Counter,
+    /// Microseconds writes spent throttled.
+    pub throttled_us: Counter,
     errors: Mutex<BTreeMap<u16, u64>>,
     pub latency: Histogram,
 }
@@ -372,6 +382,26 @@ pub fn render(
                 );
             }
         }
+    }
+    for (name, help, v) in [
+        (
+            THROTTLED_WRITES,
+            "Writes slowed by replica lag.",
+            m.throttled_writes.get() as f64,
+        ),
+        (
+            THROTTLED_SECONDS,
+            "Time writes spent throttled on replica lag.",
+            m.throttled_us.get() as f64 / 1e6,
+        ),
+        (
+            MAP_RELOADS,
+            "Shard maps put in effect by /reload or SIGHUP.",
+            m.map_reloads.get() as f64,
+        ),
+    ] {
+        head(&mut s, name, "counter", help);
+        let _ = writeln!(s, "{name} {v}");
     }
     head(
         &mut s,

@@ -500,3 +500,79 @@ async fn reporting_reads_run_on_the_reporting_replica_and_spare_point_selects() 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_slow_down_while_a_replica_lags_except_critical_ones() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start(1, 0).await?;
+    let routing = format!(
+        "heartbeat_ms = 100\nhealth_timeout_ms = 400\nhold_down_ms = 1000\nmax_replica_lag_ms = 5000\n\
+         throttle_lag_ms = 300\nthrottle_max_wait_ms = 400\n\
+         [[limits.rules]]\nname = \"checkout\"\ntable = \"payments\"\npriority = \"critical\""
+    );
+    let proxy = TestProxy::start_text(&c.proxy_config(&routing)).await?;
+    let mut p = c.primary.root().await?;
+    p.query_drop(
+        "CREATE DATABASE shop; CREATE TABLE shop.kv (id INT PRIMARY KEY, v INT); \
+         CREATE TABLE shop.payments (id INT AUTO_INCREMENT PRIMARY KEY, amount INT); \
+         INSERT INTO shop.kv VALUES (1, 0)",
+    )
+    .await?;
+    c.sync().await?;
+    let r = &c.replicas[0];
+    wait_eligible(&proxy, &r.addr(), true, Duration::from_secs(10)).await?;
+    let mut conn = proxy.conn(Some("shop")).await?;
+    // No lag: writes are not slowed.
+    let t = Instant::now();
+    conn.query_drop("UPDATE kv SET v = v + 1 WHERE id = 1")
+        .await?;
+    let calm = t.elapsed();
+    // The replica falls 2 s behind.
+    r.root()
+        .await?
+        .query_drop("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 2; START SLAVE")
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let lag = instance(&proxy, &r.addr()).await?["lag_ms"]
+            .as_u64()
+            .unwrap_or(0);
+        if lag > 300 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the replica never showed lag");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = Instant::now();
+    conn.query_drop("UPDATE kv SET v = v + 1 WHERE id = 1")
+        .await?;
+    let throttled = t.elapsed();
+    let t = Instant::now();
+    conn.query_drop("INSERT INTO payments (amount) VALUES (10)")
+        .await?;
+    let critical = t.elapsed();
+    let metrics = proxy.admin_get("/metrics").await?;
+    println!("write without lag {calm:?}, throttled {throttled:?}, critical {critical:?}");
+    assert!(
+        throttled >= Duration::from_millis(350),
+        "not throttled: {throttled:?}"
+    );
+    assert!(
+        critical < Duration::from_millis(200),
+        "a critical write was slowed: {critical:?}"
+    );
+    assert!(
+        metrics.contains("peakgate_throttled_writes_total 1"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("throttl"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    r.root()
+        .await?
+        .query_drop("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE")
+        .await?;
+    Ok(())
+}

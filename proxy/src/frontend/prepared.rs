@@ -149,19 +149,22 @@ impl Session {
         ps.long_data_bytes = 0;
         let mut ps = ps.clone();
         METRICS.statement(ps.statement.kind);
-        let _protection = match self.protect(seq, &ps.statement, ps.sql.as_bytes()).await? {
-            Protection::Refused => return Ok(()),
-            p @ Protection::Run { route, .. } => {
-                if let Some(r) = route
-                    && ps.statement.hints.route.is_none()
-                {
-                    let mut s = (*ps.statement).clone();
-                    s.hints.route = Some(r);
-                    ps.statement = Arc::new(s);
+        let (_protection, critical) =
+            match self.protect(seq, &ps.statement, ps.sql.as_bytes()).await? {
+                Protection::Refused => return Ok(()),
+                p @ Protection::Run {
+                    route, critical, ..
+                } => {
+                    if let Some(r) = route
+                        && ps.statement.hints.route.is_none()
+                    {
+                        let mut s = (*ps.statement).clone();
+                        s.hints.route = Some(r);
+                        ps.statement = Arc::new(s);
+                    }
+                    (p, critical)
                 }
-                p
-            }
-        };
+            };
         let cursor = ex.flags & CURSOR_FLAGS != 0;
         let params: Vec<ParamValue> = match &ps.types {
             Some(types) if !self.shared.shard_map().is_empty() => {
@@ -182,6 +185,7 @@ impl Session {
             ShardDecision::One(s) => s,
             ShardDecision::Answered => return Ok(()),
         };
+        self.throttle(&ps.statement, shard, critical).await;
         let tables = self.tables_of(&ps.statement, ps.sql.as_bytes());
         let mut exclude = None;
         for attempt in 0..2 {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use peakgate_router::{RouteHint, Statement};
 
 use super::Session;
-use crate::limits::{Decision, Permit, Query, Refusal};
+use crate::limits::{Decision, Permit, Priority, Query, Refusal};
 use crate::protocol;
 
 /// What the rules allow.
@@ -16,6 +16,8 @@ pub(super) enum Protection {
     Run {
         _permit: Option<Permit>,
         route: Option<RouteHint>,
+        /// Critical writes are never throttled on replica lag.
+        critical: bool,
     },
     /// The client got the rule's ERR.
     Refused,
@@ -31,10 +33,11 @@ impl Session {
     ) -> Result<Protection, protocol::Error> {
         self.current_digest = Some((stmt.digest, Arc::from(stmt.digest_text.as_str())));
         let limits = self.shared.limits.clone();
-        if !limits.is_active() {
+        if !limits.is_active() && !limits.has_priorities() {
             return Ok(Protection::Run {
                 _permit: None,
                 route: None,
+                critical: false,
             });
         }
         let tables = self.tables_of(stmt, sql);
@@ -50,17 +53,24 @@ impl Session {
             digest: stmt.digest,
             hints: &hints,
         };
-        let decision = limits.check(&q);
+        let critical = limits.priority(&q) == Priority::Critical;
+        let decision = if limits.is_active() {
+            limits.check(&q)
+        } else {
+            Decision::Allow
+        };
         match decision {
             Decision::Allow => Ok(Protection::Run {
                 _permit: None,
                 route: None,
+                critical,
             }),
             Decision::Deny(r) => self.refuse(seq, &r).await,
             Decision::Wait(admission) => match admission.admit().await {
                 Ok(permit) => Ok(Protection::Run {
                     _permit: Some(permit),
                     route: None,
+                    critical,
                 }),
                 Err(r) => self.refuse(seq, &r).await,
             },
@@ -69,13 +79,52 @@ impl Session {
                 Ok(Protection::Run {
                     _permit: None,
                     route: None,
+                    critical,
                 })
             }
             Decision::Route { route, .. } => Ok(Protection::Run {
                 _permit: None,
                 route: Some(route),
+                critical,
             }),
         }
+    }
+
+    /// Write throttling on replica lag: a non-critical write to `shard` waits while the shard's
+    /// worst replica lag is over `routing.throttle_lag_ms`, in 10 ms steps, for at most
+    /// `routing.throttle_max_wait_ms`; then it runs anyway (throttling slows writers, it does not
+    /// refuse them).
+    pub(super) async fn throttle(&mut self, stmt: &Statement, shard: usize, critical: bool) {
+        let r = &self.shared.config.routing;
+        if r.throttle_lag_ms == 0
+            || critical
+            || !matches!(stmt.kind, peakgate_router::StatementKind::Write)
+        {
+            return;
+        }
+        let (limit, max_wait) = (r.throttle_lag_ms, r.throttle_max_wait_ms);
+        let topo = self.shared.topology.clone();
+        let Some(sh) = topo.shards.get(shard) else {
+            return;
+        };
+        let worst = || {
+            sh.replicas
+                .iter()
+                .filter_map(|i| i.lag())
+                .max()
+                .unwrap_or(0)
+        };
+        if worst() <= limit {
+            return;
+        }
+        let started = std::time::Instant::now();
+        crate::metrics::METRICS.throttled_writes.inc();
+        while worst() > limit && started.elapsed().as_millis() < u128::from(max_wait) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        crate::metrics::METRICS
+            .throttled_us
+            .add(started.elapsed().as_micros() as u64);
     }
 
     async fn refuse(&mut self, seq: u8, r: &Refusal) -> Result<Protection, protocol::Error> {

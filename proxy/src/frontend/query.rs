@@ -55,19 +55,22 @@ impl Session {
             return Ok(());
         }
         debug!(kind = stmt.kind.as_str(), digest = %stmt.digest_text, "statement");
-        let _protection = match self.protect(seq, &stmt, &payload[1..]).await? {
+        let (_protection, critical) = match self.protect(seq, &stmt, &payload[1..]).await? {
             Protection::Refused => return Ok(()),
-            p @ Protection::Run { route, .. } => {
+            p @ Protection::Run {
+                route, critical, ..
+            } => {
                 if route.is_some() && stmt.hints.route.is_none() {
                     stmt.hints.route = route;
                 }
-                p
+                (p, critical)
             }
         };
         let shard = match self.shard_decision(seq, &stmt, &payload[1..], None).await? {
             ShardDecision::One(s) => s,
             ShardDecision::Answered => return Ok(()),
         };
+        self.throttle(&stmt, shard, critical).await;
         let tables = self.tables_of(&stmt, &payload[1..]);
         let mut exclude = None;
         for attempt in 0..2 {

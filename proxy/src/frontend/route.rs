@@ -190,7 +190,10 @@ impl Session {
     /// The tables `sql` names as `schema.table` (lower-case, unqualified names in the session's
     /// schema), when a routing or limits rule may match on tables; cached per digest and schema.
     pub(super) fn tables_of(&self, stmt: &Statement, sql: &[u8]) -> Arc<Vec<String>> {
-        if !self.shared.read_policy.needs_tables() && !self.shared.limits.is_active() {
+        if !self.shared.read_policy.needs_tables()
+            && !self.shared.limits.is_active()
+            && !self.shared.limits.has_priorities()
+        {
             return Arc::default();
         }
         let schema = self.state.schema.as_deref();
