@@ -505,12 +505,10 @@ async fn reporting_reads_run_on_the_reporting_replica_and_spare_point_selects() 
 async fn writes_slow_down_while_a_replica_lags_except_critical_ones() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let c = Cluster::start(1, 0).await?;
-    let routing = format!(
-        "heartbeat_ms = 100\nhealth_timeout_ms = 400\nhold_down_ms = 1000\nmax_replica_lag_ms = 5000\n\
+    let routing = "heartbeat_ms = 100\nhealth_timeout_ms = 400\nhold_down_ms = 1000\nmax_replica_lag_ms = 5000\n\
          throttle_lag_ms = 300\nthrottle_max_wait_ms = 400\n\
-         [[limits.rules]]\nname = \"checkout\"\ntable = \"payments\"\npriority = \"critical\""
-    );
-    let proxy = TestProxy::start_text(&c.proxy_config(&routing)).await?;
+         [[limits.rules]]\nname = \"checkout\"\ntable = \"payments\"\npriority = \"critical\"";
+    let proxy = TestProxy::start_text(&c.proxy_config(routing)).await?;
     let mut p = c.primary.root().await?;
     p.query_drop(
         "CREATE DATABASE shop; CREATE TABLE shop.kv (id INT PRIMARY KEY, v INT); \
