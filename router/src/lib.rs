@@ -28,7 +28,7 @@
 //! - [`ring`]: the sharding algorithms and the key hash: slots, the consistent-hash ring, range,
 //!   modulo. Part of the data-placement contract, pinned by `tests/cases/shard_vectors.toml`.
 //! - [`hotspot`]: the hot SKU registry: configured and detected hot SKUs, lock-free lookups,
-//!   heavy-hitter detection with hysteresis.
+//!   heavy-hitter detection with hysteresis ([`hotspot::HotRegistry`]).
 //! - [`gene`]: gene ids (time-ordered, carrying their row's shard) and their generator.
 //! - [`error`]: [`Error`], this crate's error enum.
 //! - `keyword.rs` (private): the fixed keyword table the scanner matches words against.
