@@ -45,6 +45,8 @@ use arc_swap::ArcSwap;
 
 pub use hot_set::{HotEntry, HotInstance, HotSet, HotSku, Origin};
 pub use settings::{AutoDetect, HotspotSettings, MAX_TOP_K};
+
+use settings::TableName;
 pub use sharded::{Estimate, SHARDS, ShardedCounter};
 pub use space_saving::{Counter, SpaceSaving};
 
@@ -95,6 +97,8 @@ pub struct HotSkuStatus {
 #[derive(Debug)]
 pub struct HotRegistry {
     settings: HotspotSettings,
+    /// `settings.table`, split once.
+    table: TableName,
     hot: ArcSwap<HotSet>,
     /// Cold SKUs' counts; `None` when detection is off.
     counter: Option<ShardedCounter>,
@@ -137,6 +141,7 @@ impl HotRegistry {
             .as_ref()
             .map(|a| ShardedCounter::new(a.top_k));
         Ok(HotRegistry {
+            table: TableName::new(&settings.table),
             settings,
             hot: ArcSwap::from_pointee(set),
             counter,
@@ -152,7 +157,7 @@ impl HotRegistry {
     /// Whether `table` (as written in the statement) is the hot table.
     #[inline]
     pub fn is_table(&self, table: &str) -> bool {
-        self.settings.is_table(table)
+        self.table.matches(table)
     }
 
     /// Whether rows of `table` with this SKU are hot. Lock-free, O(1), no allocation.

@@ -166,18 +166,41 @@ impl HotspotSettings {
     /// Whether a statement's table, as written (`sku_stock`, `shop.SKU_STOCK`), is the hot table.
     /// Names compare case-insensitively; a schema on only one side matches any schema (the proxy
     /// may qualify an unqualified name with the session's schema to be exact). No allocation.
-    #[inline]
     pub fn is_table(&self, table: &str) -> bool {
-        let (want_schema, want) = split_name(&self.table);
-        let (schema, name) = split_name(table);
-        name.eq_ignore_ascii_case(want)
-            && match (schema, want_schema) {
+        TableName::new(&self.table).matches(table)
+    }
+}
+
+/// A table name split once into schema and table, so that matching a statement's table costs
+/// one split of the statement's name only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct TableName {
+    schema: Option<String>,
+    table: String,
+}
+
+impl TableName {
+    pub(super) fn new(name: &str) -> TableName {
+        let (schema, table) = split_name(name);
+        TableName {
+            schema: schema.map(str::to_owned),
+            table: table.to_owned(),
+        }
+    }
+
+    /// See [`HotspotSettings::is_table`].
+    #[inline]
+    pub(super) fn matches(&self, name: &str) -> bool {
+        let (schema, table) = split_name(name);
+        table.eq_ignore_ascii_case(&self.table)
+            && match (schema, &self.schema) {
                 (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
                 _ => true,
             }
     }
 }
 
+#[inline]
 fn split_name(name: &str) -> (Option<&str>, &str) {
     match name.split_once('.') {
         Some((schema, table)) => (Some(schema), table),
