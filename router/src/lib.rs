@@ -27,6 +27,8 @@
 //!   the per-statement lookups (table rule, key -> shard, gene id -> shard).
 //! - [`ring`]: the sharding algorithms and the key hash: slots, the consistent-hash ring, range,
 //!   modulo. Part of the data-placement contract, pinned by `tests/cases/shard_vectors.toml`.
+//! - [`hotspot`]: the hot SKU registry: configured and detected hot SKUs, lock-free lookups,
+//!   heavy-hitter detection with hysteresis ([`hotspot::HotRegistry`]).
 //! - [`gene`]: gene ids (time-ordered, carrying their row's shard) and their generator.
 //! - [`error`]: [`Error`], this crate's error enum.
 //! - `keyword.rs` (private): the fixed keyword table the scanner matches words against.
@@ -40,6 +42,7 @@ pub mod digest;
 pub mod error;
 pub mod gene;
 pub mod hints;
+pub mod hotspot;
 mod keyword;
 pub mod lexer;
 pub mod merge;

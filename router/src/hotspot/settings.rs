@@ -1,0 +1,299 @@
+//! `[hotspot]` in `peakgate.toml`: the hot instance, the hot table and key column, the configured
+//! hot SKUs and automatic detection. Serde types and their validation; the proxy embeds
+//! [`HotspotSettings`] as its `hotspot` key and checks `instance` as an address itself.
+//!
+//! ```toml
+//! [hotspot]
+//! instance = "127.0.0.1:3331"
+//! skus = [1001, 1002]
+//! auto_detect = { top_k = 16, min_qps = 500 }
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::shard_map::ConfigError;
+
+/// `[hotspot]`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HotspotSettings {
+    /// Address (`host:port`) of the dedicated instance that holds hot SKUs' rows.
+    pub instance: String,
+    /// The table whose rows go hot: `table` (any schema) or `schema.table`, case-insensitive.
+    /// Default `sku_stock`.
+    #[serde(default = "default_table")]
+    pub table: String,
+    /// The table's SKU column: statements are hot when they name a hot value of it. Default `sku_id`.
+    #[serde(default = "default_key_column")]
+    pub key_column: String,
+    /// SKUs hot from start (their rows already on the hot instance). Detection never demotes them.
+    #[serde(default)]
+    pub skus: Vec<u64>,
+    /// Automatic detection of hot SKUs; absent means off (only `skus` and the admin API make SKUs hot).
+    #[serde(default)]
+    pub auto_detect: Option<AutoDetect>,
+}
+
+/// `[hotspot] auto_detect`: when a SKU is promoted to hot, and when it is demoted again.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoDetect {
+    /// Counters per counting shard (Space-Saving's `k`), and the most SKUs detection keeps hot at
+    /// once. A SKU taking more than 1/`top_k` of the observed statements is always seen. 1..=4096,
+    /// default 16.
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// A SKU seen at this many statements per second or more over one tick is promoted. Default 500.
+    #[serde(default = "default_min_qps")]
+    pub min_qps: u64,
+    /// A detected SKU below `min_qps * demote_ratio` is cooling; the gap between the two rates
+    /// keeps a SKU near the threshold from flapping. In (0, 1], default 0.5.
+    #[serde(default = "default_demote_ratio")]
+    pub demote_ratio: f64,
+    /// How long a detected SKU must stay cooling, without a break, before it is demoted; also how
+    /// long a promotion or demotion the proxy has not carried out waits before it is proposed
+    /// again. Milliseconds, default 30000.
+    #[serde(default = "default_cool_down_ms")]
+    pub cool_down_ms: u64,
+}
+
+impl Default for AutoDetect {
+    fn default() -> AutoDetect {
+        AutoDetect {
+            top_k: default_top_k(),
+            min_qps: default_min_qps(),
+            demote_ratio: default_demote_ratio(),
+            cool_down_ms: default_cool_down_ms(),
+        }
+    }
+}
+
+/// The largest `top_k` accepted.
+pub const MAX_TOP_K: usize = 4096;
+
+fn default_table() -> String {
+    "sku_stock".into()
+}
+
+fn default_key_column() -> String {
+    "sku_id".into()
+}
+
+fn default_top_k() -> usize {
+    16
+}
+
+fn default_min_qps() -> u64 {
+    500
+}
+
+fn default_demote_ratio() -> f64 {
+    0.5
+}
+
+fn default_cool_down_ms() -> u64 {
+    30_000
+}
+
+impl HotspotSettings {
+    /// Settings with `instance`, the defaults, no configured SKUs and detection off.
+    pub fn new(instance: impl Into<String>) -> HotspotSettings {
+        HotspotSettings {
+            instance: instance.into(),
+            table: default_table(),
+            key_column: default_key_column(),
+            skus: Vec::new(),
+            auto_detect: None,
+        }
+    }
+
+    /// Every mistake, each with its key path (`hotspot.auto_detect.min_qps`). Lines are left to the
+    /// caller, which holds the file's spans. `instance` is not checked here.
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        let mut err = |path: &str, message: String| {
+            errs.push(ConfigError {
+                path: format!("hotspot.{path}"),
+                message,
+                line: None,
+            })
+        };
+        let parts: Vec<&str> = self.table.split('.').collect();
+        if parts.len() > 2 || parts.iter().any(|p| p.trim().is_empty()) {
+            err(
+                "table",
+                format!(
+                    "\"{}\" is not a table name: write `table` or `schema.table`",
+                    self.table
+                ),
+            );
+        }
+        if self.key_column.trim().is_empty() {
+            err("key_column", "must name the table's SKU column".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, sku) in self.skus.iter().enumerate() {
+            if !seen.insert(sku) {
+                err(&format!("skus[{i}]"), format!("SKU {sku} is listed twice"));
+            }
+        }
+        if let Some(a) = &self.auto_detect {
+            if !(1..=MAX_TOP_K).contains(&a.top_k) {
+                err(
+                    "auto_detect.top_k",
+                    format!("{} is out of range: use 1..={MAX_TOP_K}", a.top_k),
+                );
+            }
+            if a.min_qps == 0 {
+                err(
+                    "auto_detect.min_qps",
+                    "must be at least 1 (leave out auto_detect to turn detection off)".into(),
+                );
+            }
+            if !(a.demote_ratio > 0.0 && a.demote_ratio <= 1.0) {
+                err(
+                    "auto_detect.demote_ratio",
+                    format!(
+                        "{} is out of range: use a ratio in (0, 1], e.g. 0.5",
+                        a.demote_ratio
+                    ),
+                );
+            }
+        }
+        errs
+    }
+
+    /// Whether a statement's table, as written (`sku_stock`, `shop.SKU_STOCK`), is the hot table.
+    /// Names compare case-insensitively; a schema on only one side matches any schema (the proxy
+    /// may qualify an unqualified name with the session's schema to be exact). No allocation.
+    pub fn is_table(&self, table: &str) -> bool {
+        TableName::new(&self.table).matches(table)
+    }
+}
+
+/// A table name split once into schema and table, so that matching a statement's table costs
+/// one split of the statement's name only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct TableName {
+    schema: Option<String>,
+    table: String,
+}
+
+impl TableName {
+    pub(super) fn new(name: &str) -> TableName {
+        let (schema, table) = split_name(name);
+        TableName {
+            schema: schema.map(str::to_owned),
+            table: table.to_owned(),
+        }
+    }
+
+    /// See [`HotspotSettings::is_table`].
+    #[inline]
+    pub(super) fn matches(&self, name: &str) -> bool {
+        let (schema, table) = split_name(name);
+        table.eq_ignore_ascii_case(&self.table)
+            && match (schema, &self.schema) {
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                _ => true,
+            }
+    }
+}
+
+#[inline]
+fn split_name(name: &str) -> (Option<&str>, &str) {
+    match name.split_once('.') {
+        Some((schema, table)) => (Some(schema), table),
+        None => (None, name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct File {
+        hotspot: HotspotSettings,
+    }
+
+    fn parse(text: &str) -> Result<HotspotSettings, toml::de::Error> {
+        toml::from_str::<File>(text).map(|f| f.hotspot)
+    }
+
+    #[test]
+    fn design_example_parses_with_defaults() {
+        let s = parse(
+            r#"
+            [hotspot]
+            instance = "127.0.0.1:3331"
+            skus = [1001, 1002]
+            auto_detect = { top_k = 16, min_qps = 500 }
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(s.instance, "127.0.0.1:3331");
+        assert_eq!(
+            (s.table.as_str(), s.key_column.as_str()),
+            ("sku_stock", "sku_id")
+        );
+        assert_eq!(s.skus, [1001, 1002]);
+        assert_eq!(s.auto_detect, Some(AutoDetect::default()));
+        assert!(s.validate().is_empty());
+    }
+
+    #[test]
+    fn instance_alone_is_enough() {
+        let s = parse("[hotspot]\ninstance = \"127.0.0.1:3331\"\n").expect("parses");
+        assert_eq!(s, HotspotSettings::new("127.0.0.1:3331"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = parse("[hotspot]\ninstance = \"a:1\"\nhot_skus = [1]\n").expect_err("unknown key");
+        assert!(e.to_string().contains("hot_skus"), "{e}");
+        let e = parse("[hotspot]\ninstance = \"a:1\"\nauto_detect = { topk = 3 }\n")
+            .expect_err("unknown key");
+        assert!(e.to_string().contains("topk"), "{e}");
+    }
+
+    #[test]
+    fn validation_names_each_key() {
+        let mut s = HotspotSettings::new("a:1");
+        s.table = "a.b.c".into();
+        s.key_column = " ".into();
+        s.skus = vec![1, 2, 1];
+        s.auto_detect = Some(AutoDetect {
+            top_k: 0,
+            min_qps: 0,
+            demote_ratio: 1.5,
+            cool_down_ms: 0,
+        });
+        let paths: Vec<String> = s.validate().into_iter().map(|e| e.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "hotspot.table",
+                "hotspot.key_column",
+                "hotspot.skus[2]",
+                "hotspot.auto_detect.top_k",
+                "hotspot.auto_detect.min_qps",
+                "hotspot.auto_detect.demote_ratio",
+            ]
+        );
+    }
+
+    #[test]
+    fn table_names_match_case_insensitively_with_or_without_schema() {
+        let mut s = HotspotSettings::new("a:1");
+        assert!(s.is_table("sku_stock"));
+        assert!(s.is_table("SKU_STOCK"));
+        assert!(s.is_table("shop.sku_stock"));
+        assert!(!s.is_table("sku_stocks"));
+        assert!(!s.is_table("orders"));
+        s.table = "shop.sku_stock".into();
+        assert!(s.is_table("Shop.Sku_Stock"));
+        assert!(s.is_table("sku_stock"));
+        assert!(!s.is_table("other.sku_stock"));
+    }
+}
