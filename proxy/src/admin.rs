@@ -136,6 +136,21 @@ async fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             Ok(n) => (200, "text/plain", format!("{n} rules in effect\n")),
             Err(e) => (422, "text/plain", format!("refused; the rules in effect stay\n{e}\n")),
         },
+        ("POST", "/hotspot") => match (&shared.hot, param(query, "sku").and_then(|v| v.parse::<u64>().ok())) {
+            (None, _) => (422, "text/plain", "no [hotspot] is configured\n".to_string()),
+            (_, None) => (422, "text/plain", "give ?sku=N&action=add|remove\n".to_string()),
+            (Some(h), Some(sku)) => match param(query, "action") {
+                Some("add") => {
+                    h.add(sku);
+                    (200, "text/plain", format!("SKU {sku} is hot: its statements go to the hot instance\n"))
+                }
+                Some("remove") => {
+                    h.remove(sku);
+                    (200, "text/plain", format!("SKU {sku} is normal again: its statements go to its home shard\n"))
+                }
+                _ => (422, "text/plain", "action=add|remove\n".to_string()),
+            },
+        },
         ("POST", "/reload") => match shared.reload() {
             Ok(map) => (200, "text/plain", format!("reloaded\n{map}")),
             Err(e) => (422, "text/plain", format!("refused; the old shard map stays\n{e}\n")),
@@ -298,6 +313,7 @@ fn status_json(shared: &Shared) -> String {
         "statements_per_shard": per_shard,
         "instances": instances,
         "limits": shared.limits.snapshot(),
+        "hot_skus": shared.hot.as_ref().map(|h| h.status()),
         "pools": pools,
         "statement_cache_entries": shared.classifier.cache_len(),
     })

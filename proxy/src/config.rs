@@ -47,9 +47,10 @@ pub struct Config {
     pub routing: Routing,
     /// Shards, each a primary with its replicas.
     pub shards: Vec<Shard>,
-    /// The dedicated instance for flash-sale rows (used by the hotspot feature).
+    /// Flash-sale SKUs: the dedicated instance, the stock table and key column, the configured
+    /// hot SKUs and automatic detection (see `peakgate_router::hotspot`).
     #[serde(default)]
-    pub hotspot: Option<Hotspot>,
+    pub hotspot: Option<peakgate_router::hotspot::HotspotSettings>,
     /// Settings for sharded tables (docs/sharding.md).
     #[serde(default)]
     pub sharding: Option<ShardingConfig>,
@@ -365,13 +366,6 @@ pub struct Shard {
     pub reporting: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Hotspot {
-    /// Address of the dedicated hot-row instance.
-    pub instance: String,
-}
-
 /// A user with the parsed hash.
 #[derive(Debug, Clone)]
 pub struct Account {
@@ -515,6 +509,11 @@ impl Config {
         }
         if self.routing.reporting_max_concurrency == 0 {
             errs.push("routing.reporting_max_concurrency: must be at least 1".into());
+        }
+        if let Some(h) = &self.hotspot
+            && let Err(hot_errs) = peakgate_router::hotspot::HotRegistry::new(h.clone())
+        {
+            errs.extend(hot_errs.iter().map(|e| format!("hotspot.{e}")));
         }
         if let Some(h) = &self.hotspot
             && h.instance.parse::<SocketAddr>().is_err()

@@ -50,6 +50,8 @@ pub const SHARD_STATEMENTS: &str = "peakgate_shard_statements_total";
 pub const THROTTLED_WRITES: &str = "peakgate_throttled_writes_total";
 /// Counter (seconds): time writes spent throttled.
 pub const THROTTLED_SECONDS: &str = "peakgate_write_throttled_seconds_total";
+/// Counter: statements on hot SKU rows, run on the hot instance.
+pub const HOT_STATEMENTS: &str = "peakgate_hot_statements_total";
 /// Counter: shard maps put in effect by `/reload` or SIGHUP.
 pub const MAP_RELOADS: &str = "peakgate_shard_map_reloads_total";
 /// Counter, label `kind` (read | write): statements run on several shards.
@@ -137,6 +139,8 @@ pub struct Metrics {
     pub scatter_writes: Counter,
     pub map_reloads: Counter,
     pub throttled_writes: Counter,
+    /// Statements on hot SKU rows, run on the hot instance.
+    pub hot_statements: Counter,
     /// Microseconds writes spent throttled.
     pub throttled_us: Counter,
     errors: Mutex<BTreeMap<u16, u64>>,
@@ -393,6 +397,11 @@ pub fn render(
             THROTTLED_SECONDS,
             "Time writes spent throttled on replica lag.",
             m.throttled_us.get() as f64 / 1e6,
+        ),
+        (
+            HOT_STATEMENTS,
+            "Statements on hot (flash-sale) SKU rows, run on the hot instance.",
+            m.hot_statements.get() as f64,
         ),
         (
             MAP_RELOADS,

@@ -48,6 +48,8 @@ pub struct Shared {
     pub limits: Arc<crate::limits::Limits>,
     /// Per-digest statement statistics (`/status/digests`).
     pub digests: crate::digests::DigestStats,
+    /// Hot (flash-sale) SKUs, when `[hotspot]` is configured.
+    pub hot: Option<peakgate_router::hotspot::HotRegistry>,
     /// The shard map in effect; `/reload` and SIGHUP swap it.
     map: arc_swap::ArcSwap<peakgate_router::ShardMap>,
     /// The file the config came from (for `/reload` and SIGHUP).
@@ -246,7 +248,22 @@ impl Proxy {
         }
         let ids = peakgate_router::IdGenerator::new(config.shard_map().node_id())
             .map_err(|e| anyhow::anyhow!("sharding.node_id: {e}"))?;
+        let hot = match &config.hotspot {
+            Some(h) => Some(
+                peakgate_router::hotspot::HotRegistry::new(h.clone()).map_err(|errs| {
+                    anyhow::anyhow!(
+                        "hotspot: {}",
+                        errs.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                })?,
+            ),
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            hot,
             accounts: config.accounts(),
             topology: Arc::new(crate::backend::topology::Topology::from_config(&config)),
             read_policy: config.routing.read_policy(),
@@ -305,6 +322,29 @@ impl Proxy {
             tokio::spawn(crate::admin::serve(admin, s, rx).instrument(info_span!("admin")));
         }
         crate::backend::monitor::spawn(&shared.topology, &shared.config, shutdown.clone());
+        if shared.hot.is_some() {
+            let s = shared.clone();
+            let mut rx = shutdown.clone();
+            tokio::spawn(
+                async move {
+                    let started = Instant::now();
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                    loop {
+                        tokio::select! {
+                            _ = tick.tick() => {}
+                            _ = rx.changed() => return,
+                        }
+                        let Some(hot) = s.hot.as_ref() else { return };
+                        for e in hot.tick(started.elapsed().as_millis() as u64) {
+                            // Moving a detected SKU's row to the hot instance is not built: the
+                            // proposal is logged and left (detection proposes it again later).
+                            info!(event = ?e, "hot SKU detection");
+                        }
+                    }
+                }
+                .instrument(info_span!("hotspot")),
+            );
+        }
         loop {
             tokio::select! {
                 accepted = mysql.accept() => match accepted {

@@ -170,6 +170,9 @@ pub struct ShardInstances {
     pub reporting: Vec<Arc<Instance>>,
 }
 
+/// The name of the hot instance's shard in the topology (it is not a shard of the map).
+pub const HOT_SHARD: &str = "hot";
+
 /// Every shard and instance of the config.
 #[derive(Debug)]
 pub struct Topology {
@@ -181,6 +184,11 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// The index of the hot instance's shard, when `[hotspot]` is configured.
+    pub fn hot_shard(&self) -> Option<usize> {
+        self.shards.iter().position(|s| s.name == HOT_SHARD)
+    }
+
     pub fn from_config(cfg: &Config) -> Self {
         let mut instances = Vec::new();
         let mut shards = Vec::new();
@@ -204,6 +212,25 @@ impl Topology {
                 primary,
                 replicas,
                 reporting,
+            });
+        }
+        if let Some(h) = &cfg.hotspot {
+            // The hot instance is a shard of its own (a primary, no replicas): statements on hot
+            // SKU rows are routed to it like to any shard, and a transaction stays on it.
+            let si = shards.len();
+            let primary = Arc::new(Instance::new(
+                &h.instance,
+                si,
+                Role::Primary,
+                instances.len(),
+                None,
+            ));
+            instances.push(primary.clone());
+            shards.push(ShardInstances {
+                name: HOT_SHARD.to_string(),
+                primary,
+                replicas: Vec::new(),
+                reporting: Vec::new(),
             });
         }
         let default_shard = cfg

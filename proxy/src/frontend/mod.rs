@@ -9,6 +9,7 @@
 //! state (database, variables, LAST_INSERT_ID) onto whatever connection it gets.
 
 mod handshake;
+mod hot;
 mod prepared;
 mod protect;
 mod query;

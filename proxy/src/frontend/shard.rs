@@ -43,6 +43,22 @@ impl Session {
         let map_arc = shared.shard_map();
         let map = &*map_arc;
         let default = shared.topology.default_shard;
+        if let Some(d) = self.hot_decision(seq, stmt, sql, params).await? {
+            if let ShardDecision::One(hot) = d
+                && let Some(p) = self.pinned.as_ref().map(|c| self.shard_of_addr(&c.addr))
+                && p != hot
+            {
+                let e = ClientError::new(
+                    1235,
+                    "42000",
+                    "this statement is about a hot (flash-sale) SKU, whose rows live on the hot instance, \
+                     but the transaction runs on another shard; run it outside the transaction",
+                );
+                self.send_error(seq, &e).await;
+                return Ok(ShardDecision::Answered);
+            }
+            return Ok(d);
+        }
         if map.is_empty() || stmt.multi {
             return Ok(ShardDecision::One(default));
         }

@@ -1,0 +1,213 @@
+//! Flash-sale SKUs: statements on the hot table (`[hotspot] table`, key `key_column`) whose SKU is
+//! hot run on the hot instance, so a sale cannot slow checkout on the shard primaries. DDL on the
+//! hot table runs on its home shard and on the hot instance.
+
+use peakgate_router::analyze::{
+    Analysis, KeyColumns, KeyConstraint, KeyRef, ShardKeys, StatementType, analyze,
+};
+use peakgate_router::hotspot::HotRegistry;
+use peakgate_router::{Statement, StatementKind};
+
+use super::Session;
+use super::shard::ShardDecision;
+use crate::errors::ClientError;
+use crate::protocol;
+use crate::protocol::response::encode_ok;
+use crate::protocol::stmt::ParamValue;
+
+/// The hot table, for `analyze`.
+struct HotKeys<'a> {
+    hot: &'a HotRegistry,
+    schema: Option<&'a str>,
+}
+
+impl HotKeys<'_> {
+    fn qualified(&self, schema: Option<&str>, table: &str) -> String {
+        match schema.or(self.schema) {
+            Some(s) => format!("{s}.{table}"),
+            None => table.to_string(),
+        }
+    }
+}
+
+impl ShardKeys for HotKeys<'_> {
+    fn shard_key(&self, schema: Option<&str>, table: &str) -> Option<KeyColumns> {
+        self.hot
+            .is_table(&self.qualified(schema, table))
+            .then(|| KeyColumns {
+                key: self.hot.settings().key_column.to_ascii_lowercase(),
+                gene: None,
+            })
+    }
+}
+
+impl Session {
+    /// The hot-SKU decision: `Some` when the statement is about hot rows (or is DDL on the hot
+    /// table, which this answers itself), `None` to route it as usual.
+    pub(super) async fn hot_decision(
+        &mut self,
+        seq: u8,
+        stmt: &Statement,
+        sql: &[u8],
+        params: Option<&[ParamValue]>,
+    ) -> Result<Option<ShardDecision>, protocol::Error> {
+        let shared = self.shared.clone();
+        let (Some(hot), Some(hot_shard)) = (shared.hot.as_ref(), shared.topology.hot_shard())
+        else {
+            return Ok(None);
+        };
+        let name = hot
+            .settings()
+            .table
+            .rsplit('.')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if name.is_empty() || stmt.multi || !contains_word(sql, name.as_bytes()) {
+            return Ok(None);
+        }
+        let Ok(text) = std::str::from_utf8(sql) else {
+            return Ok(None);
+        };
+        let keys = HotKeys {
+            hot,
+            schema: self.state.schema.as_deref(),
+        };
+        let Ok(a) = analyze(text, &keys) else {
+            return Ok(None);
+        };
+        let Some(table) = a
+            .tables
+            .iter()
+            .position(|t| hot.is_table(&keys.qualified(t.schema.as_deref(), &t.name)))
+        else {
+            return Ok(None);
+        };
+        if a.kind == StatementType::Ddl || stmt.kind == StatementKind::Ddl {
+            let home = shared.topology.default_shard;
+            self.hot_ddl(seq, text, home, hot_shard).await?;
+            return Ok(Some(ShardDecision::Answered));
+        }
+        let skus = hot_keys(&a, table, params);
+        let Some(skus) = skus else {
+            // No SKU to go by (a range, a scan): the home shard's rows only.
+            return Ok(None);
+        };
+        let table_name = keys.qualified(a.tables[table].schema.as_deref(), &a.tables[table].name);
+        let mut hot_n = 0;
+        for s in &skus {
+            hot.observe(*s);
+            if hot.is_hot(&table_name, *s) {
+                hot_n += 1;
+            }
+        }
+        if hot_n == 0 {
+            return Ok(None);
+        }
+        if hot_n != skus.len() {
+            let e = ClientError::new(
+                1235,
+                "42000",
+                "this statement names hot (flash-sale) and normal SKUs together; send them separately",
+            );
+            self.send_error(seq, &e).await;
+            return Ok(Some(ShardDecision::Answered));
+        }
+        crate::metrics::METRICS.hot_statements.inc();
+        Ok(Some(ShardDecision::One(hot_shard)))
+    }
+
+    /// DDL on the hot table: on its home shard, then on the hot instance; one OK.
+    async fn hot_ddl(
+        &mut self,
+        seq: u8,
+        text: &str,
+        home: usize,
+        hot: usize,
+    ) -> Result<(), protocol::Error> {
+        let topo = self.shared.topology.clone();
+        let mut conns = Vec::new();
+        for s in [home, hot] {
+            let inst = topo.shards[s].primary.clone();
+            match self.pooled(&inst).await {
+                Ok(c) => conns.push((topo.shards[s].name.clone(), c, text.to_string())),
+                Err(e) => return self.backend_failed(seq, &e).await,
+            }
+        }
+        match crate::scatter::write(&mut conns).await {
+            Ok(total) => {
+                drop(conns);
+                let mut ok = Vec::new();
+                let packet = crate::protocol::response::OkPacket {
+                    affected_rows: total.affected_rows,
+                    last_insert_id: 0,
+                    status: self.status_flags(),
+                    warnings: total.warnings,
+                    info: b"",
+                    session_state: b"",
+                };
+                encode_ok(&mut ok, 0x00, &packet, self.caps);
+                self.client.write_packet(seq, &ok);
+                self.client.flush().await
+            }
+            Err(e) => {
+                drop(conns);
+                let (code, state, msg) = match e {
+                    crate::scatter::ScatterError::Server { shard, err } => {
+                        (err.code, err.sqlstate, format!("{shard}: {}", err.message))
+                    }
+                    crate::scatter::ScatterError::Backend { shard, source } => {
+                        let (c, s, m) = crate::errors::from_backend(&source);
+                        (c, s, format!("{shard}: {m}"))
+                    }
+                    crate::scatter::ScatterError::Merge(m) => (1105, "HY000".into(), m),
+                };
+                self.send_error_raw(seq, code, &state, &msg).await
+            }
+        }
+    }
+}
+
+/// The SKUs the statement is limited to on the hot table (`None` when it is not limited to
+/// known values).
+fn hot_keys(a: &Analysis, table: usize, params: Option<&[ParamValue]>) -> Option<Vec<u64>> {
+    let value = |k: &KeyRef| -> Option<u64> {
+        match k {
+            KeyRef::Int(v) => u64::try_from(*v).ok(),
+            KeyRef::Str(s) => s.trim().parse().ok(),
+            KeyRef::Param(i) => match params?.get(*i)? {
+                ParamValue::Int(v) => u64::try_from(*v).ok(),
+                ParamValue::UInt(v) => Some(*v),
+                ParamValue::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    if let Some(ins) = &a.insert
+        && ins.table == table
+    {
+        return ins
+            .rows
+            .iter()
+            .map(|r| r.key.as_ref().and_then(value))
+            .collect();
+    }
+    match &a.sharded_table(table)?.constraint {
+        KeyConstraint::Values(v) => v.iter().map(value).collect(),
+        KeyConstraint::Any => None,
+    }
+}
+
+/// Whether `hay` contains `word` (ASCII case-insensitive) not inside a longer identifier.
+fn contains_word(hay: &[u8], word: &[u8]) -> bool {
+    if word.is_empty() || hay.len() < word.len() {
+        return false;
+    }
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    (0..=hay.len() - word.len()).any(|i| {
+        hay[i..i + word.len()].eq_ignore_ascii_case(word)
+            && (i == 0 || !ident(hay[i - 1]))
+            && hay.get(i + word.len()).is_none_or(|&b| !ident(b))
+    })
+}
