@@ -6,6 +6,7 @@
 //! - `frontend/`: one client session (login, command loop, prepared statements, pinning).
 //! - `backend/`: raw-protocol backend connections and their bb8 pools.
 //! - `execute`: relays one command's answer from a backend to the client.
+//! - `hotrow`: the hot-row queue and group commit for flash-sale SKUs.
 //! - `scatter`: runs one statement on several shards (merged reads, summed writes).
 //! - `session_state`: the session state replayed on pooled connections.
 //! - `digests`: per-digest statement statistics in bounded memory (top-N for `/status/digests`).
@@ -22,6 +23,7 @@ pub mod digests;
 pub mod errors;
 pub mod execute;
 pub mod frontend;
+pub mod hotrow;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;

@@ -52,6 +52,14 @@ pub const THROTTLED_WRITES: &str = "peakgate_throttled_writes_total";
 pub const THROTTLED_SECONDS: &str = "peakgate_write_throttled_seconds_total";
 /// Counter: statements on hot SKU rows, run on the hot instance.
 pub const HOT_STATEMENTS: &str = "peakgate_hot_statements_total";
+/// Counter: hot-row batches run.
+pub const HOT_BATCHES: &str = "peakgate_hot_batches_total";
+/// Counter: statements run in hot-row batches (divide by batches for the mean batch size).
+pub const HOT_BATCHED: &str = "peakgate_hot_batched_statements_total";
+/// Counter: hot-row statements refused (queue full or waited too long).
+pub const HOT_BUSY: &str = "peakgate_hot_busy_total";
+/// Counter: guarded decrements answered 0 rows by the sold-out short-circuit.
+pub const HOT_SOLD_OUT: &str = "peakgate_hot_sold_out_answers_total";
 /// Counter: shard maps put in effect by `/reload` or SIGHUP.
 pub const MAP_RELOADS: &str = "peakgate_shard_map_reloads_total";
 /// Counter, label `kind` (read | write): statements run on several shards.
@@ -141,6 +149,13 @@ pub struct Metrics {
     pub throttled_writes: Counter,
     /// Statements on hot SKU rows, run on the hot instance.
     pub hot_statements: Counter,
+    /// Hot-row batches run, and the statements in them.
+    pub hot_batches: Counter,
+    pub hot_batched: Counter,
+    /// Hot-row statements refused (queue full or waited too long).
+    pub hot_busy: Counter,
+    /// Guarded decrements answered "0 rows" by the sold-out short-circuit.
+    pub hot_sold_out_answers: Counter,
     /// Microseconds writes spent throttled.
     pub throttled_us: Counter,
     errors: Mutex<BTreeMap<u16, u64>>,
@@ -402,6 +417,26 @@ pub fn render(
             HOT_STATEMENTS,
             "Statements on hot (flash-sale) SKU rows, run on the hot instance.",
             m.hot_statements.get() as f64,
+        ),
+        (
+            HOT_BATCHES,
+            "Hot-row batches run (one transaction, one round trip each).",
+            m.hot_batches.get() as f64,
+        ),
+        (
+            HOT_BATCHED,
+            "Statements run in hot-row batches.",
+            m.hot_batched.get() as f64,
+        ),
+        (
+            HOT_BUSY,
+            "Hot-row statements refused: queue full or waited too long (ERR 1205).",
+            m.hot_busy.get() as f64,
+        ),
+        (
+            HOT_SOLD_OUT,
+            "Guarded decrements answered 0 rows by the sold-out short-circuit.",
+            m.hot_sold_out_answers.get() as f64,
         ),
         (
             MAP_RELOADS,

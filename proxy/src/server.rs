@@ -50,6 +50,8 @@ pub struct Shared {
     pub digests: crate::digests::DigestStats,
     /// Hot (flash-sale) SKUs, when `[hotspot]` is configured.
     pub hot: Option<peakgate_router::hotspot::HotRegistry>,
+    /// The hot-row queues, when `[hotspot] queue` is enabled.
+    pub hot_rows: Option<Arc<crate::hotrow::HotRows>>,
     /// The shard map in effect; `/reload` and SIGHUP swap it.
     map: arc_swap::ArcSwap<peakgate_router::ShardMap>,
     /// The file the config came from (for `/reload` and SIGHUP).
@@ -262,8 +264,14 @@ impl Proxy {
             ),
             None => None,
         };
+        let hot_rows = config
+            .hotspot
+            .as_ref()
+            .filter(|h| h.queue.enabled)
+            .map(|h| crate::hotrow::HotRows::new(pools.pool(&h.instance, 0), h.queue.clone()));
         let shared = Arc::new(Shared {
             hot,
+            hot_rows,
             accounts: config.accounts(),
             topology: Arc::new(crate::backend::topology::Topology::from_config(&config)),
             read_policy: config.routing.read_policy(),

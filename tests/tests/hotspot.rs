@@ -121,3 +121,128 @@ impl Drop for HotScratch {
             .status();
     }
 }
+
+/// `buyers` sessions (connections opened first, then all buy at once) each run the guarded
+/// decrement once against `opts`; returns (successes, sum of affected rows, errors).
+async fn flash_sale(
+    opts: mysql_async::Opts,
+    table: &str,
+    buyers: usize,
+) -> anyhow::Result<(u64, u64, Vec<String>)> {
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(buyers));
+    let mut tasks = Vec::with_capacity(buyers);
+    for _ in 0..buyers {
+        let (opts, start, table) = (opts.clone(), start.clone(), table.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await?;
+            start.wait().await;
+            let r = c
+                .query_iter(format!(
+                    "UPDATE {table} SET stock = stock - 1 WHERE sku_id = 1001 AND stock >= 1"
+                ))
+                .await;
+            let out = match r {
+                Ok(res) => Ok(res.affected_rows()),
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = c.disconnect().await;
+            anyhow::Ok(out)
+        }));
+    }
+    let (mut ok, mut rows, mut errors) = (0, 0, Vec::new());
+    for t in tasks {
+        match t.await?? {
+            Ok(n) => {
+                rows += n;
+                ok += u64::from(n == 1);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok((ok, rows, errors))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flash_sale_never_oversells_through_the_hot_row_queue() -> anyhow::Result<()> {
+    let t = unique_name("it_sale");
+    let _drop = Scratch::table("shop", &t);
+    let _drop_hot = HotScratch(t.clone());
+    let proxy = TestProxy::start_with(|cfg| {
+        *cfg = cfg.replace(
+            "table = \"shop.sku_stock\"",
+            &format!("table = \"shop.{t}\""),
+        );
+        assert!(cfg.contains("max_client_connections = 4096"), "{cfg}");
+        *cfg = cfg.replace(
+            "max_client_connections = 4096",
+            "max_client_connections = 8000",
+        );
+    })
+    .await?;
+    let mut c = proxy.conn(Some("shop")).await?;
+    c.query_drop(format!(
+        "CREATE TABLE {t} (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)"
+    ))
+    .await?;
+    c.query_drop(format!(
+        "INSERT INTO {t} (sku_id, stock) VALUES (1001, 1000)"
+    ))
+    .await?;
+    let buyers = std::env::var("SALE_BUYERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let started = std::time::Instant::now();
+    let (ok, rows, errors) = flash_sale(proxy.opts(Some("shop")), &t, buyers).await?;
+    let took = started.elapsed();
+    let left: Option<i64> = {
+        let mut d = direct(HOT, Some("shop")).await?;
+        let v = d
+            .query_first(format!("SELECT stock FROM {t} WHERE sku_id = 1001"))
+            .await?;
+        d.disconnect().await?;
+        v
+    };
+    let metrics = proxy.admin_get("/metrics").await?;
+    let grab = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or("-")
+            .to_string()
+    };
+    println!(
+        "{buyers} buyers through the proxy in {took:?}: {ok} bought, {} errors, stock left {left:?}; \
+         batches {}, batched statements {}, sold-out answers {}",
+        errors.len(),
+        grab("peakgate_hot_batches_total"),
+        grab("peakgate_hot_batched_statements_total"),
+        grab("peakgate_hot_sold_out_answers_total"),
+    );
+    assert!(
+        errors.is_empty(),
+        "errors: {:?}",
+        &errors[..errors.len().min(5)]
+    );
+    assert_eq!(ok, 1000, "exactly the stock is sold");
+    assert_eq!(rows, 1000, "affected rows reported to clients");
+    assert_eq!(left, Some(0));
+
+    // The same checker directly against the hot instance counts right too.
+    let mut d = direct(HOT, Some("shop")).await?;
+    d.query_drop(format!("UPDATE {t} SET stock = 300 WHERE sku_id = 1001"))
+        .await?;
+    d.disconnect().await?;
+    let direct_opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(HOT)
+        .user(Some("root"))
+        .db_name(Some("shop"))
+        .prefer_socket(false)
+        .into();
+    let (ok, rows, errors) = flash_sale(direct_opts, &t, 500).await?;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!((ok, rows), (300, 300), "directly: 300 in stock, 500 buyers");
+    Ok(())
+}

@@ -274,6 +274,31 @@ impl BackendConn {
         self.command(&payload).await
     }
 
+    /// Runs several `;`-separated statements of the proxy's own in one round trip: one entry per
+    /// statement until the first error, where the server stops. Needs multi-statements on.
+    pub async fn query_all(&mut self, sql: &str) -> Result<Vec<Result<Reply, ErrPacket>>, Error> {
+        let mut payload = Vec::with_capacity(sql.len() + 1);
+        payload.push(COM_QUERY);
+        payload.extend_from_slice(sql.as_bytes());
+        self.send_command(&payload).await?;
+        let mut out = Vec::new();
+        loop {
+            match self.read_one_reply().await {
+                Ok((r, more)) => {
+                    out.push(Ok(r));
+                    if !more {
+                        return Ok(out);
+                    }
+                }
+                Err(Error::Server { err, .. }) => {
+                    out.push(Err(err));
+                    return Ok(out);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Sends a command of the proxy's own and reads the whole answer, applying session tracking.
     pub async fn command(&mut self, payload: &[u8]) -> Result<Reply, Error> {
         self.send_command(payload).await?;

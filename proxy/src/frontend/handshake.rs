@@ -77,6 +77,7 @@ impl LoggedIn {
             deferred_begin: None,
             current_digest: None,
             statement_failed: false,
+            hot_sku: None,
             client,
             conn_id: self.conn_id,
             peer: self.peer,

@@ -42,6 +42,72 @@ impl ShardKeys for HotKeys<'_> {
 }
 
 impl Session {
+    /// Runs an autocommit write of one hot row through the row's queue (group commit), when it
+    /// qualifies; `false` when it does not and must take the normal path.
+    pub(super) async fn hot_queue(
+        &mut self,
+        seq: u8,
+        stmt: &Statement,
+        sql: &[u8],
+        shard: usize,
+    ) -> Result<bool, protocol::Error> {
+        let shared = self.shared.clone();
+        let (Some(rows), Some(hot), Some(sku)) = (
+            shared.hot_rows.as_ref(),
+            shared.hot.as_ref(),
+            self.hot_sku.take(),
+        ) else {
+            return Ok(false);
+        };
+        if Some(shard) != shared.topology.hot_shard()
+            || stmt.kind != StatementKind::Write
+            || stmt.multi
+            || self.pinned.is_some()
+            || self.deferred_begin.is_some()
+            || !self.state.is_autocommit()
+        {
+            return Ok(false);
+        }
+        let Ok(text) = std::str::from_utf8(sql) else {
+            return Ok(false);
+        };
+        let decrement = guarded_decrement(stmt, sql, hot);
+        let res = rows
+            .submit(sku, self.state.schema.clone(), text.to_string(), decrement)
+            .await;
+        use crate::hotrow::JobResult;
+        match res {
+            JobResult::Ok { affected_rows } => {
+                self.last_write = Some(std::time::Instant::now());
+                let mut ok = Vec::new();
+                let packet = crate::protocol::response::OkPacket {
+                    affected_rows,
+                    last_insert_id: 0,
+                    status: self.status_flags(),
+                    warnings: 0,
+                    info: b"",
+                    session_state: b"",
+                };
+                encode_ok(&mut ok, 0x00, &packet, self.caps);
+                self.client.write_packet(seq, &ok);
+                self.client.flush().await?;
+            }
+            JobResult::Server(e) => {
+                self.send_error_raw(seq, e.code, &e.sqlstate, &e.message)
+                    .await?
+            }
+            JobResult::Busy(m) => {
+                self.send_error(seq, &ClientError::new(1205, "HY000", m))
+                    .await
+            }
+            JobResult::Failed(m) => {
+                self.send_error(seq, &ClientError::new(1105, "HY000", m))
+                    .await
+            }
+        }
+        Ok(true)
+    }
+
     /// The hot-SKU decision: `Some` when the statement is about hot rows (or is DDL on the hot
     /// table, which this answers itself), `None` to route it as usual.
     pub(super) async fn hot_decision(
@@ -51,6 +117,7 @@ impl Session {
         sql: &[u8],
         params: Option<&[ParamValue]>,
     ) -> Result<Option<ShardDecision>, protocol::Error> {
+        self.hot_sku = None;
         let shared = self.shared.clone();
         let (Some(hot), Some(hot_shard)) = (shared.hot.as_ref(), shared.topology.hot_shard())
         else {
@@ -114,6 +181,7 @@ impl Session {
             return Ok(Some(ShardDecision::Answered));
         }
         crate::metrics::METRICS.hot_statements.inc();
+        self.hot_sku = (skus.len() == 1).then(|| skus[0]);
         Ok(Some(ShardDecision::One(hot_shard)))
     }
 
@@ -209,5 +277,40 @@ fn contains_word(hay: &[u8], word: &[u8]) -> bool {
         hay[i..i + word.len()].eq_ignore_ascii_case(word)
             && (i == 0 || !ident(hay[i - 1]))
             && hay.get(i + word.len()).is_none_or(|&b| !ident(b))
+    })
+}
+
+/// The decrement's least stock needed when `stmt` is the batchable guarded decrement
+/// `UPDATE <table> SET <stock> = <stock> - N WHERE <key> = K AND <stock> >= G` (or `> G`).
+fn guarded_decrement(
+    stmt: &Statement,
+    sql: &[u8],
+    hot: &HotRegistry,
+) -> Option<crate::hotrow::Decrement> {
+    let s = hot.settings();
+    let (c, k) = (
+        s.stock_column.to_ascii_lowercase(),
+        s.key_column.to_ascii_lowercase(),
+    );
+    let full = s.table.to_ascii_lowercase();
+    let short = full.rsplit('.').next().unwrap_or(&full).to_string();
+    let shape =
+        |t: &str, op: &str| format!("update {t} set {c} = {c} - ? where {k} = ? and {c} {op} ?");
+    let text = stmt.digest_text.as_str();
+    let op = [">=", ">"].into_iter().find(|op| {
+        [full.as_str(), short.as_str()]
+            .iter()
+            .any(|t| text == shape(t, op))
+    })?;
+    let lit = |i: usize| -> Option<i64> {
+        let r = stmt.literals.get(i)?.clone();
+        std::str::from_utf8(sql.get(r)?).ok()?.trim().parse().ok()
+    };
+    let (n, g) = (lit(0)?, lit(2)?);
+    if n <= 0 || stmt.literals.len() != 3 {
+        return None;
+    }
+    Some(crate::hotrow::Decrement {
+        need: if op == ">" { g.saturating_add(1) } else { g },
     })
 }

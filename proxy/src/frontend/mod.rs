@@ -94,6 +94,8 @@ pub struct Session {
     current_digest: Option<(u64, Arc<str>)>,
     /// The running statement ended in an ERR.
     statement_failed: bool,
+    /// The one hot SKU the running statement is about (set by the hot-SKU decision).
+    hot_sku: Option<u64>,
     state: SessionState,
     /// State right after login (charset from the handshake), restored by COM_RESET_CONNECTION.
     initial_state: SessionState,

@@ -71,6 +71,9 @@ impl Session {
             ShardDecision::Answered => return Ok(()),
         };
         self.throttle(&stmt, shard, critical).await;
+        if self.hot_queue(seq, &stmt, &payload[1..], shard).await? {
+            return Ok(());
+        }
         let tables = self.tables_of(&stmt, &payload[1..]);
         let mut exclude = None;
         for attempt in 0..2 {

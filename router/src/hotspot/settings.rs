@@ -32,6 +32,73 @@ pub struct HotspotSettings {
     /// Automatic detection of hot SKUs; absent means off (only `skus` and the admin API make SKUs hot).
     #[serde(default)]
     pub auto_detect: Option<AutoDetect>,
+    /// The stock column that guarded decrements lower (for batching and sold-out). Default `stock`.
+    #[serde(default = "default_stock_column")]
+    pub stock_column: String,
+    /// The hot-row queue and group commit.
+    #[serde(default)]
+    pub queue: HotQueue,
+}
+
+/// `[hotspot] queue`: autocommit writes of one hot row wait in one FIFO in the proxy and run in
+/// batches (one transaction, one round trip) on the hot instance.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HotQueue {
+    /// Off: hot statements go to the hot instance one by one like any statement.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Statements waiting per row; more are refused at once (ERR 1205, "flash sale busy, retry").
+    #[serde(default = "default_queue_max")]
+    pub queue_max: usize,
+    /// The longest a statement waits for its batch; then it is refused (ERR 1205), never run.
+    #[serde(default = "default_wait_ms")]
+    pub wait_ms: u64,
+    /// Most statements in one batch.
+    #[serde(default = "default_batch_max")]
+    pub batch_max: usize,
+    /// Batches of one row in flight at once (backend connections per row).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// After a guarded decrement found too little stock, identical or larger decrements are
+    /// answered "0 rows" by the proxy for this long, unless the row is written meanwhile.
+    #[serde(default = "default_sold_out_ttl")]
+    pub sold_out_ttl_ms: u64,
+}
+
+impl Default for HotQueue {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            queue_max: default_queue_max(),
+            wait_ms: default_wait_ms(),
+            batch_max: default_batch_max(),
+            workers: default_workers(),
+            sold_out_ttl_ms: default_sold_out_ttl(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_stock_column() -> String {
+    "stock".into()
+}
+fn default_queue_max() -> usize {
+    10_000
+}
+fn default_wait_ms() -> u64 {
+    2_000
+}
+fn default_batch_max() -> usize {
+    64
+}
+fn default_workers() -> usize {
+    1
+}
+fn default_sold_out_ttl() -> u64 {
+    1_000
 }
 
 /// `[hotspot] auto_detect`: when a SKU is promoted to hot, and when it is demoted again.
@@ -104,6 +171,8 @@ impl HotspotSettings {
             key_column: default_key_column(),
             skus: Vec::new(),
             auto_detect: None,
+            stock_column: default_stock_column(),
+            queue: HotQueue::default(),
         }
     }
 
@@ -111,6 +180,21 @@ impl HotspotSettings {
     /// caller, which holds the file's spans. `instance` is not checked here.
     pub fn validate(&self) -> Vec<ConfigError> {
         let mut errs = Vec::new();
+        let q = &self.queue;
+        for (key, bad) in [
+            ("queue.queue_max", q.queue_max == 0),
+            ("queue.batch_max", q.batch_max == 0 || q.batch_max > 4096),
+            ("queue.workers", q.workers == 0 || q.workers > 64),
+        ] {
+            if bad {
+                errs.push(ConfigError {
+                    path: format!("hotspot.{key}"),
+                    message: "out of range (queue_max >= 1, batch_max 1..=4096, workers 1..=64)"
+                        .into(),
+                    line: None,
+                });
+            }
+        }
         let mut err = |path: &str, message: String| {
             errs.push(ConfigError {
                 path: format!("hotspot.{path}"),
