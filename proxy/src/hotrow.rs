@@ -347,6 +347,7 @@ impl HotRows {
                 conn.broken = true;
                 drop(conn);
                 warn!(error = %e, batch = id, "hot instance failed mid-batch; reading the batch's outcome");
+                METRICS.hot_resolved.inc();
                 self.outcome_of(id, sqls.len()).await
             }
         }

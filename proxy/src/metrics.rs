@@ -60,6 +60,8 @@ pub const HOT_BATCHED: &str = "peakgate_hot_batched_statements_total";
 pub const HOT_BUSY: &str = "peakgate_hot_busy_total";
 /// Counter: guarded decrements answered 0 rows by the sold-out short-circuit.
 pub const HOT_SOLD_OUT: &str = "peakgate_hot_sold_out_answers_total";
+/// Counter: hot-row batches whose connection died mid-batch (outcome read from the marker row).
+pub const HOT_RESOLVED: &str = "peakgate_hot_batches_resolved_total";
 /// Counter: shard maps put in effect by `/reload` or SIGHUP.
 pub const MAP_RELOADS: &str = "peakgate_shard_map_reloads_total";
 /// Counter, label `kind` (read | write): statements run on several shards.
@@ -156,6 +158,8 @@ pub struct Metrics {
     pub hot_busy: Counter,
     /// Guarded decrements answered "0 rows" by the sold-out short-circuit.
     pub hot_sold_out_answers: Counter,
+    /// Hot-row batches whose connection died mid-batch, resolved from their marker row.
+    pub hot_resolved: Counter,
     /// Microseconds writes spent throttled.
     pub throttled_us: Counter,
     errors: Mutex<BTreeMap<u16, u64>>,
@@ -437,6 +441,11 @@ pub fn render(
             HOT_SOLD_OUT,
             "Guarded decrements answered 0 rows by the sold-out short-circuit.",
             m.hot_sold_out_answers.get() as f64,
+        ),
+        (
+            HOT_RESOLVED,
+            "Hot-row batches whose connection died mid-batch, resolved from their marker row.",
+            m.hot_resolved.get() as f64,
         ),
         (
             MAP_RELOADS,
