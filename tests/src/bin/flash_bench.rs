@@ -1,0 +1,200 @@
+//! Flash-sale benchmark (a benchmark, not a test): 256 buyers on one hot SKU with a large stock,
+//! each looping the guarded decrement for N seconds, directly against MariaDB (the hot instance)
+//! and through PeakGate (hot-row queue and group commit), interleaved in the same run. Prints
+//! successful decrements per second (and the ratio), p50/p99 of a decrement, and the p99 of normal
+//! point selects on the s0 primary through the proxy while the sale runs vs idle.
+//! Knobs: FLASH_SECONDS (20), FLASH_BUYERS (256), FLASH_REPEAT (1).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::*;
+use peakgate_tests::{S0_PRIMARY, TestProxy, direct, ensure_topology};
+
+const HOT: u16 = 3331;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let seconds = env("FLASH_SECONDS", 20);
+    let buyers = env("FLASH_BUYERS", 256) as usize;
+    let repeat = env("FLASH_REPEAT", 1);
+    ensure_topology()?;
+    let table = "peakgate_flash_bench";
+    let proxy = TestProxy::start_with(|cfg| {
+        *cfg = cfg.replace(
+            "table = \"shop.sku_stock\"",
+            &format!("table = \"shop.{table}\""),
+        );
+    })
+    .await?;
+    let mut p = proxy.conn(Some("shop")).await?;
+    p.query_drop(format!("DROP TABLE IF EXISTS {table}"))
+        .await?;
+    p.query_drop(format!(
+        "CREATE TABLE {table} (sku_id BIGINT PRIMARY KEY, stock BIGINT NOT NULL)"
+    ))
+    .await?;
+    p.query_drop(format!(
+        "INSERT INTO {table} (sku_id, stock) VALUES (1001, 1000000000)"
+    ))
+    .await?;
+    // Normal checkout traffic's point select, on the s0 primary.
+    p.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {table}_items (id INT PRIMARY KEY, v INT)"
+    ))
+    .await?;
+    p.query_drop(format!(
+        "REPLACE INTO {table}_items VALUES (1, 1), (2, 2), (3, 3)"
+    ))
+    .await?;
+    let proxy_opts = proxy.opts(Some("shop"));
+    let direct_opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(HOT)
+        .user(Some("root"))
+        .db_name(Some("shop"))
+        .prefer_socket(false)
+        .into();
+    let idle_p99 = checkout_p99(&proxy_opts, table, Duration::from_secs(3), None).await?;
+    let mut rows = Vec::new();
+    for _ in 0..repeat {
+        for (name, opts) in [("direct", &direct_opts), ("proxy", &proxy_opts)] {
+            let stop = Arc::new(AtomicBool::new(false));
+            let sale = tokio::spawn(sale(
+                opts.clone(),
+                table.to_string(),
+                buyers,
+                seconds,
+                stop.clone(),
+            ));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let busy_p99 = checkout_p99(
+                &proxy_opts,
+                table,
+                Duration::from_secs(seconds.saturating_sub(2).max(1)),
+                Some(&stop),
+            )
+            .await?;
+            let (per_s, p50, p99) = sale.await??;
+            rows.push((name, per_s, p50, p99, busy_p99));
+        }
+    }
+    println!("flash sale: {buyers} buyers on one SKU, {seconds}s per run, {repeat} run(s) each");
+    println!("normal point-select p99 through the proxy while idle: {idle_p99:?}");
+    for (name, per_s, p50, p99, busy) in &rows {
+        println!(
+            "  {name:6} {per_s:9.0} decrements/s  p50 {p50:?}  p99 {p99:?}  checkout p99 during the sale {busy:?} ({:.2}x idle)",
+            busy.as_secs_f64() / idle_p99.as_secs_f64().max(1e-9)
+        );
+    }
+    let med = |n: &str| {
+        let mut v: Vec<f64> = rows.iter().filter(|r| r.0 == n).map(|r| r.1).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    println!(
+        "  proxy/direct decrements per second: {:.2}",
+        med("proxy") / med("direct").max(1e-9)
+    );
+    p.query_drop(format!("DROP TABLE IF EXISTS {table}, {table}_items"))
+        .await?;
+    let mut d = direct(HOT, Some("shop")).await?;
+    d.query_drop(format!("DROP TABLE IF EXISTS {table}"))
+        .await?;
+    let _ = direct(S0_PRIMARY, None).await?;
+    Ok(())
+}
+
+/// Buyers looping the guarded decrement; decrements per second, p50, p99.
+async fn sale(
+    opts: mysql_async::Opts,
+    table: String,
+    buyers: usize,
+    seconds: u64,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<(f64, Duration, Duration)> {
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    for _ in 0..buyers {
+        let (opts, table) = (opts.clone(), table.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await?;
+            let mut lat = Vec::new();
+            let end = started + Duration::from_secs(seconds);
+            let mut ok = 0u64;
+            while Instant::now() < end {
+                let t = Instant::now();
+                let r = c
+                    .query_iter(format!(
+                        "UPDATE {table} SET stock = stock - 1 WHERE sku_id = 1001 AND stock >= 1"
+                    ))
+                    .await?;
+                ok += r.affected_rows();
+                drop(r);
+                lat.push(t.elapsed());
+            }
+            let _ = c.disconnect().await;
+            anyhow::Ok((ok, lat))
+        }));
+    }
+    let (mut ok, mut lat) = (0, Vec::new());
+    for t in tasks {
+        let (o, l) = t.await??;
+        ok += o;
+        lat.extend(l);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let took = started.elapsed().as_secs_f64();
+    lat.sort();
+    let q = |f: f64| {
+        lat.get(((lat.len() as f64) * f) as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    Ok((ok as f64 / took, q(0.5), q(0.99)))
+}
+
+/// p99 of point selects (8 sessions) for `dur`, or until `stop`.
+async fn checkout_p99(
+    opts: &mysql_async::Opts,
+    table: &str,
+    dur: Duration,
+    stop: Option<&Arc<AtomicBool>>,
+) -> anyhow::Result<Duration> {
+    let end = Instant::now() + dur;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (opts, table) = (opts.clone(), table.to_string());
+        let stop = stop.cloned();
+        tasks.push(tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await?;
+            let mut lat = Vec::new();
+            while Instant::now() < end && !stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
+            {
+                let t = Instant::now();
+                let _: Option<i64> = c
+                    .query_first(format!(
+                        "/* peakgate: route=primary */ SELECT v FROM {table}_items WHERE id = {}",
+                        1 + i % 3
+                    ))
+                    .await?;
+                lat.push(t.elapsed());
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    all.sort();
+    Ok(all.get(all.len() * 99 / 100).copied().unwrap_or_default())
+}
