@@ -197,6 +197,8 @@ pub struct Limits {
     any_decides: AtomicBool,
     /// Some enabled rule has a priority.
     any_priority: AtomicBool,
+    /// Some enabled rule sets `max_execution_ms`.
+    any_timeout: AtomicBool,
     /// Zero of the token buckets' clocks.
     epoch: Instant,
     /// Serialises changes (admin requests), so two edits cannot lose each other's rules.
@@ -209,6 +211,7 @@ impl Default for Limits {
             rules: ArcSwap::from_pointee(Vec::new()),
             any_decides: AtomicBool::new(false),
             any_priority: AtomicBool::new(false),
+            any_timeout: AtomicBool::new(false),
             epoch: Instant::now(),
             edit: Mutex::new(()),
         }
@@ -230,9 +233,23 @@ impl Limits {
         self.any_decides.load(Ordering::Relaxed)
     }
 
-    /// Whether any enabled rule carries a priority (for write throttling).
+    /// Whether any enabled rule carries a priority or an execution time limit (modifiers the
+    /// session asks about even when no rule decides).
     pub fn has_priorities(&self) -> bool {
-        self.any_priority.load(Ordering::Relaxed)
+        self.any_priority.load(Ordering::Relaxed) || self.any_timeout.load(Ordering::Relaxed)
+    }
+
+    /// The execution time limit for `q`: the first enabled rule with `max_execution_ms` that
+    /// matches, with its name.
+    pub fn max_execution(&self, q: &Query<'_>) -> Option<(Arc<str>, Duration)> {
+        if !self.any_timeout.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.rules.load().iter().find_map(|r| {
+            r.max_execution()
+                .filter(|_| r.matches(q))
+                .map(|d| (r.name.clone(), d))
+        })
     }
 
     /// What to do with `q` now. See [`Decision`].
@@ -371,9 +388,11 @@ impl Limits {
             .collect();
         let decides = new.iter().any(Rule::decides);
         let priority = new.iter().any(|r| r.priority().is_some());
+        let timeout = new.iter().any(|r| r.max_execution().is_some());
         self.rules.store(Arc::new(new));
         self.any_decides.store(decides, Ordering::Relaxed);
         self.any_priority.store(priority, Ordering::Relaxed);
+        self.any_timeout.store(timeout, Ordering::Relaxed);
         Ok(())
     }
 

@@ -62,6 +62,8 @@ pub const HOT_BUSY: &str = "peakgate_hot_busy_total";
 pub const HOT_SOLD_OUT: &str = "peakgate_hot_sold_out_answers_total";
 /// Counter: hot-row batches whose connection died mid-batch (outcome read from the marker row).
 pub const HOT_RESOLVED: &str = "peakgate_hot_batches_resolved_total";
+/// Counter: statements killed (KILL QUERY) past a limits rule's `max_execution_ms`.
+pub const QUERIES_KILLED: &str = "peakgate_queries_killed_total";
 /// Counter: shard maps put in effect by `/reload` or SIGHUP.
 pub const MAP_RELOADS: &str = "peakgate_shard_map_reloads_total";
 /// Counter, label `kind` (read | write): statements run on several shards.
@@ -160,6 +162,8 @@ pub struct Metrics {
     pub hot_sold_out_answers: Counter,
     /// Hot-row batches whose connection died mid-batch, resolved from their marker row.
     pub hot_resolved: Counter,
+    /// Statements killed (KILL QUERY) past a rule's max_execution_ms.
+    pub queries_killed: Counter,
     /// Microseconds writes spent throttled.
     pub throttled_us: Counter,
     errors: Mutex<BTreeMap<u16, u64>>,
@@ -446,6 +450,11 @@ pub fn render(
             HOT_RESOLVED,
             "Hot-row batches whose connection died mid-batch, resolved from their marker row.",
             m.hot_resolved.get() as f64,
+        ),
+        (
+            QUERIES_KILLED,
+            "Statements killed (KILL QUERY) past a limits rule's max_execution_ms.",
+            m.queries_killed.get() as f64,
         ),
         (
             MAP_RELOADS,

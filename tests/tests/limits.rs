@@ -29,6 +29,11 @@ digest = "SELECT SLEEP(?)"
 max_concurrency = {{ limit = 1, queue = 1, timeout_ms = 300 }}
 
 [[limits.rules]]
+name = "runaway"
+digest = "SELECT COUNT(*) FROM seq_1_to_1000000000 WHERE MD5(seq) = 'x'"
+max_execution_ms = 300
+
+[[limits.rules]]
 name = "version_poll"
 digest = "SELECT VERSION()"
 rate_limit = {{ qps = 1, burst = 2 }}
@@ -100,6 +105,18 @@ rate_limit = {{ qps = 1, burst = 2 }}
         })
         .count();
     assert_eq!((ok, busy), (1, 2), "{outcomes:?}");
+
+    // A runaway query is killed on the backend past max_execution_ms.
+    let t0 = Instant::now();
+    let e = c
+        .query_drop("SELECT COUNT(*) FROM seq_1_to_1000000000 WHERE MD5(seq) = 'x'")
+        .await
+        .expect_err("killed");
+    let took = t0.elapsed();
+    assert!(e.to_string().contains("1317"), "{e}");
+    assert!(took < Duration::from_secs(5), "killed after {took:?}");
+    let one: Option<i64> = c.query_first("SELECT 1").await?;
+    assert_eq!(one, Some(1), "the session goes on");
 
     // Run-time changes: POST needs the token; the new rules take effect and are saved.
     let (code, _) = proxy.admin_request("POST", "/limits").await?;

@@ -78,6 +78,7 @@ impl LoggedIn {
             current_digest: None,
             statement_failed: false,
             hot_sku: None,
+            exec_limit: None,
             client,
             conn_id: self.conn_id,
             peer: self.peer,

@@ -96,6 +96,8 @@ pub struct Session {
     statement_failed: bool,
     /// The one hot SKU the running statement is about (set by the hot-SKU decision).
     hot_sku: Option<u64>,
+    /// The running statement's execution time limit (a limits rule's `max_execution_ms`).
+    exec_limit: Option<std::time::Duration>,
     state: SessionState,
     /// State right after login (charset from the handshake), restored by COM_RESET_CONNECTION.
     initial_state: SessionState,

@@ -32,6 +32,7 @@ impl Session {
         sql: &[u8],
     ) -> Result<Protection, protocol::Error> {
         self.current_digest = Some((stmt.digest, Arc::from(stmt.digest_text.as_str())));
+        self.exec_limit = None;
         let limits = self.shared.limits.clone();
         if !limits.is_active() && !limits.has_priorities() {
             return Ok(Protection::Run {
@@ -54,6 +55,7 @@ impl Session {
             hints: &hints,
         };
         let critical = limits.priority(&q) == Priority::Critical;
+        self.exec_limit = limits.max_execution(&q).map(|(_, d)| d);
         let decision = if limits.is_active() {
             limits.check(&q)
         } else {
@@ -127,6 +129,35 @@ impl Session {
             .add(started.elapsed().as_micros() as u64);
     }
 
+    /// A watchdog that runs `KILL QUERY` on the backend connection `thread_id` of `addr` once
+    /// the statement's `max_execution_ms` has passed; dropping the guard cancels it.
+    pub(super) fn watchdog(&self, addr: Arc<str>, thread_id: u32) -> Option<Watchdog> {
+        let limit = self.exec_limit?;
+        let b = self.shared.config.backend.clone();
+        let handle = tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            crate::metrics::METRICS.queries_killed.inc();
+            let timeout = std::time::Duration::from_millis(b.connect_timeout_ms);
+            match crate::backend::BackendConn::connect(
+                addr.clone(),
+                &b.user,
+                &b.password,
+                0,
+                timeout,
+            )
+            .await
+            {
+                Ok(mut c) => {
+                    if let Err(e) = c.query(&format!("KILL QUERY {thread_id}")).await {
+                        tracing::warn!(error = %e, "KILL QUERY failed");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "no connection for KILL QUERY"),
+            }
+        });
+        Some(Watchdog(handle))
+    }
+
     async fn refuse(&mut self, seq: u8, r: &Refusal) -> Result<Protection, protocol::Error> {
         self.send_error_raw(seq, r.code, &r.sqlstate, &r.message)
             .await
@@ -142,5 +173,14 @@ impl Session {
                 .record(digest, &text, latency_us, 0, failed);
         }
         self.statement_failed = false;
+    }
+}
+
+/// Cancels a pending `KILL QUERY` when dropped (the statement finished in time).
+pub(super) struct Watchdog(tokio::task::JoinHandle<()>);
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

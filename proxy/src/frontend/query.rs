@@ -239,6 +239,7 @@ impl Session {
             }
             return self.backend_failed(seq, &e).await.map(|()| Relayed::Done);
         }
+        let _watchdog = stmt.and_then(|_| self.watchdog(conn.addr.clone(), conn.thread_id));
         let relayed = relay(
             &mut conn,
             &mut self.client,

@@ -57,6 +57,11 @@ pub struct RuleConfig {
     /// (critical writes are never throttled). Default normal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<Priority>,
+    /// Longest a matched statement may run on the backend; past it the proxy runs
+    /// `KILL QUERY` on that backend connection and the client gets the server's ERR 1317
+    /// ("Query execution was interrupted"). 1..=3600000. Like `priority`, not an action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_execution_ms: Option<u64>,
     /// Action: at most `qps` statements per second on average, `burst` at once (token bucket);
     /// the others are refused with ERR 1226.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -275,11 +280,19 @@ impl RuleConfig {
                 ),
             ));
         }
-        if actions.is_empty() && self.priority.is_none() {
+        if let Some(ms) = self.max_execution_ms
+            && !(1..=3_600_000).contains(&ms)
+        {
+            out.push((
+                "max_execution_ms",
+                format!("{ms} is out of range 1..=3600000"),
+            ));
+        }
+        if actions.is_empty() && self.priority.is_none() && self.max_execution_ms.is_none() {
             out.push((
                 "name",
                 format!(
-                    "rule \"{}\" does nothing: give it an action (rate_limit, max_concurrency, deny, route, delay_ms) or a priority",
+                    "rule \"{}\" does nothing: give it an action (rate_limit, max_concurrency, deny, route, delay_ms), a priority or max_execution_ms",
                     self.name
                 ),
             ));

@@ -258,6 +258,14 @@ impl Rule {
         self.config.enabled && !matches!(self.action, Action::None)
     }
 
+    /// The execution time limit this rule gives, when enabled and set.
+    pub(crate) fn max_execution(&self) -> Option<std::time::Duration> {
+        self.config
+            .max_execution_ms
+            .filter(|_| self.config.enabled)
+            .map(std::time::Duration::from_millis)
+    }
+
     /// The priority this rule gives, when enabled and set.
     pub(crate) fn priority(&self) -> Option<Priority> {
         self.config.priority.filter(|_| self.config.enabled)
