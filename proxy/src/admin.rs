@@ -1,4 +1,5 @@
 //! HTTP admin listener: `GET /metrics` (Prometheus text), `GET /status` (JSON),
+//! `GET /status.html` (the live status page, `admin/status.html`), `GET /status/series`,
 //! `GET /status/digests`, `GET|POST /limits`, `POST /reload`. A deliberately small HTTP/1.1
 //! server: one request per connection, bounded request size, no keep-alive. Every POST needs
 //! `listen.admin_token` (as `Authorization: Bearer ...`) when one is configured.
@@ -13,12 +14,18 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use crate::metrics::{self, METRICS};
+use crate::sampler::Series;
 use crate::server::Shared;
+
+/// The status page: one self-contained file (no external scripts, styles or fonts) that polls
+/// `/status` and `/status/series` every second.
+const STATUS_PAGE: &str = include_str!("admin/status.html");
 
 /// Serves admin requests until shutdown.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
+    series: Arc<Series>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -26,8 +33,9 @@ pub async fn serve(
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
                     let s = shared.clone();
+                    let series = series.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = handle(stream, &s).await {
+                        if let Err(e) = handle(stream, &s, &series).await {
                             debug!(error = %e, "admin request failed");
                         }
                     });
@@ -41,7 +49,7 @@ pub async fn serve(
 /// Largest request (head and body) the admin listener reads.
 const MAX_REQUEST: usize = 1 << 20;
 
-async fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+async fn handle(mut stream: TcpStream, shared: &Shared, series: &Series) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let read = async {
@@ -112,6 +120,12 @@ async fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             (200, "text/plain; version=0.0.4", m)
         }
         ("GET", "/status") => (200, "application/json", status_json(shared)),
+        ("GET", "/status.html") => (200, "text/html; charset=utf-8", STATUS_PAGE.to_string()),
+        ("GET", "/status/series") => (
+            200,
+            "application/json",
+            serde_json::to_string(&series.snapshot()).unwrap_or_else(|_| "[]".to_string()),
+        ),
         ("GET", "/status/digests") => {
             let sort = param(query, "sort")
                 .and_then(crate::digests::DigestSort::parse)
@@ -155,10 +169,12 @@ async fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             Ok(map) => (200, "text/plain", format!("reloaded\n{map}")),
             Err(e) => (422, "text/plain", format!("refused; the old shard map stays\n{e}\n")),
         },
+        // Browsers follow the redirect to the page; the body lists the API for curl.
         ("GET", "/") => (
-            200,
+            302,
             "text/plain",
-            "PeakGate admin: GET /metrics, GET /status, GET /status/digests?sort=count|total|max|errors|rows&limit=N, \
+            "PeakGate admin: GET /status.html (status page), GET /metrics, GET /status, GET /status/series, \
+             GET /status/digests?sort=count|total|max|errors|rows&limit=N, \
              GET /limits, POST /limits (TOML [[rules]]), POST /reload\n"
                 .to_string(),
         ),
@@ -167,13 +183,19 @@ async fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     };
     let reason = match code {
         200 => "OK",
+        302 => "Found",
         401 => "Unauthorized",
         404 => "Not Found",
         422 => "Unprocessable Entity",
         _ => "Method Not Allowed",
     };
+    let location = if code == 302 {
+        "Location: /status.html\r\n"
+    } else {
+        ""
+    };
     let head = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{location}Cache-Control: no-store\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;

@@ -12,6 +12,7 @@
 //! - `digests`: per-digest statement statistics in bounded memory (top-N for `/status/digests`).
 //! - `limits`: peak-protection rules (rate and concurrency limits, feature switches, route, delay)
 //!   and the decision they take per statement.
+//! - `sampler`: the per-second QPS / p99 / clients series behind the admin status page.
 //! - `config`, `metrics`, `admin`, `errors`, `server` (listeners and shared state).
 //!
 //! Start reading at `server::Proxy::serve`, then `frontend::serve_client`.
@@ -27,6 +28,7 @@ pub mod hotrow;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;
+pub mod sampler;
 pub mod scatter;
 pub mod server;
 pub mod session_state;

@@ -78,7 +78,8 @@ pub const INSTANCE_IN_FLIGHT: &str = "peakgate_instance_in_flight";
 /// Histogram (seconds): statement latency seen by the proxy, command received to answer flushed.
 pub const STATEMENT_DURATION: &str = "peakgate_statement_duration_seconds";
 
-const BUCKETS_US: [u64; 14] = [
+/// Upper bounds (microseconds) of the latency histogram's finite buckets.
+pub const BUCKETS_US: [u64; 14] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
     5_000_000, 30_000_000,
 ];
@@ -127,6 +128,13 @@ impl Histogram {
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Per-bucket counts (not cumulative, bounds in `BUCKETS_US`) and the total count; the
+    /// observations over the last bound are `count - sum(buckets)`.
+    pub fn snapshot(&self) -> ([u64; BUCKETS_US.len()], u64) {
+        let buckets = std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed));
+        (buckets, self.count.load(Ordering::Relaxed))
     }
 }
 

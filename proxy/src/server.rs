@@ -327,7 +327,8 @@ impl Proxy {
         if let Some(admin) = admin {
             let s = shared.clone();
             let rx = shutdown.clone();
-            tokio::spawn(crate::admin::serve(admin, s, rx).instrument(info_span!("admin")));
+            let series = crate::sampler::spawn(shutdown.clone());
+            tokio::spawn(crate::admin::serve(admin, s, series, rx).instrument(info_span!("admin")));
         }
         crate::backend::monitor::spawn(&shared.topology, &shared.config, shutdown.clone());
         if shared.hot.is_some() {
