@@ -558,7 +558,7 @@ deny = { code = 12, sqlstate = "hy000", message = "" }
         let errs = parse(text).validate(text);
         let want = [
             "limits.rules[0].delay_ms: a rule has one action, this one has deny, delay_ms; split it into several rules (line 5)",
-            "limits.rules[1].name: rule \"idle\" does nothing: give it an action (rate_limit, max_concurrency, deny, route, delay_ms) or a priority (line 8)",
+            "limits.rules[1].name: rule \"idle\" does nothing: give it an action (rate_limit, max_concurrency, deny, route, delay_ms), a priority or max_execution_ms (line 8)",
             "limits.rules[2].name: \"bad name!\" may hold only letters, digits, '_', '-' and '.' (line 12)",
             "limits.rules[2].delay_ms: a rule has one action, this one has deny, delay_ms; split it into several rules (line 13)",
             "limits.rules[2].deny.code: 12 is not a MySQL error code (1000 and up) (line 14)",
