@@ -336,6 +336,18 @@ fn status_json(shared: &Shared) -> String {
         "instances": instances,
         "limits": shared.limits.snapshot(),
         "hot_skus": shared.hot.as_ref().map(|h| h.status()),
+        "hot_queues": shared.hot_rows.as_ref().map(|h| {
+            h.depths()
+                .into_iter()
+                .map(|(sku, depth, sold_out)| json!({"sku": sku, "waiting": depth, "sold_out": sold_out}))
+                .collect::<Vec<_>>()
+        }),
+        "hot_batches": {
+            "batches": METRICS.hot_batches.get(),
+            "statements": METRICS.hot_batched.get(),
+            "busy": METRICS.hot_busy.get(),
+            "sold_out_answers": METRICS.hot_sold_out_answers.get(),
+        },
         "pools": pools,
         "statement_cache_entries": shared.classifier.cache_len(),
     })
