@@ -209,6 +209,10 @@ pub struct Routing {
     /// Read-your-writes mode: `gtid` (default), `sticky_primary_ms`, or `off`.
     #[serde(default)]
     pub read_your_writes: ReadYourWritesMode,
+    /// Whose writes a session's reads must see: `session` (its own, default) or `user` (those of
+    /// every session of the same client user, e.g. a service's connection pool).
+    #[serde(default)]
+    pub read_your_writes_scope: RywScope,
     /// For `read_your_writes = "sticky_primary_ms"`: reads go to the primary this long after a write.
     #[serde(default = "default_sticky")]
     pub sticky_primary_ms: u64,
@@ -257,6 +261,16 @@ pub enum LagFallback {
     Primary,
     /// Refuse the read with ERR 1105 naming the setting.
     Error,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RywScope {
+    /// A session sees its own writes.
+    #[default]
+    Session,
+    /// A session sees the writes of every session of its user.
+    User,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

@@ -20,6 +20,51 @@ use crate::protocol::response::encode_err;
 /// Per (digest, schema hash): the tables a statement names.
 type TablesCache = lru::LruCache<(u64, u64), Arc<Vec<String>>>;
 
+/// One user's last writes, shared by the user's sessions (`read_your_writes_scope = "user"`):
+/// per shard the newest GTID, and when the user last wrote.
+#[derive(Debug, Default)]
+pub struct UserWrites {
+    gtids: std::sync::Mutex<Vec<Option<peakgate_router::plan::Gtid>>>,
+    /// Milliseconds since the proxy started, + 1 (0: never wrote).
+    last_write_ms: std::sync::atomic::AtomicU64,
+}
+
+impl UserWrites {
+    pub fn note(&self, shard: usize, gtid: Option<peakgate_router::plan::Gtid>, started: Instant) {
+        self.last_write_ms
+            .store(started.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
+        if let Some(g) = gtid {
+            let mut v = self
+                .gtids
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if v.len() <= shard {
+                v.resize(shard + 1, None);
+            }
+            // Sequence numbers only grow within a domain: keep the newest.
+            if v[shard].is_none_or(|old| old.domain != g.domain || old.seq < g.seq) {
+                v[shard] = Some(g);
+            }
+        }
+    }
+
+    pub fn gtid(&self, shard: usize) -> Option<peakgate_router::plan::Gtid> {
+        self.gtids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(shard)
+            .copied()
+            .flatten()
+    }
+
+    pub fn since_last_write_ms(&self, started: Instant) -> Option<u64> {
+        match self.last_write_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some((started.elapsed().as_millis() as u64 + 1).saturating_sub(at)),
+        }
+    }
+}
+
 /// What every session shares.
 pub struct Shared {
     pub config: Config,
@@ -48,6 +93,8 @@ pub struct Shared {
     pub limits: Arc<crate::limits::Limits>,
     /// Per-digest statement statistics (`/status/digests`).
     pub digests: crate::digests::DigestStats,
+    /// Per user, the last writes (only with `read_your_writes_scope = "user"`).
+    user_writes: std::sync::Mutex<std::collections::HashMap<String, Arc<UserWrites>>>,
     /// Hot (flash-sale) SKUs, when `[hotspot]` is configured.
     pub hot: Option<peakgate_router::hotspot::HotRegistry>,
     /// The hot-row queues, when `[hotspot] queue` is enabled.
@@ -94,6 +141,21 @@ impl Shared {
             .collect();
         v.sort();
         v
+    }
+
+    /// The user's shared read-your-writes state, when the scope is "user".
+    pub fn user_writes(&self, user: &str) -> Option<Arc<UserWrites>> {
+        if self.config.routing.read_your_writes_scope != crate::config::RywScope::User {
+            return None;
+        }
+        Some(
+            self.user_writes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(user.to_string())
+                .or_default()
+                .clone(),
+        )
     }
 
     /// The shard map in effect now.
@@ -270,6 +332,7 @@ impl Proxy {
             .filter(|h| h.queue.enabled)
             .map(|h| crate::hotrow::HotRows::new(pools.pool(&h.instance, 0), h.queue.clone()));
         let shared = Arc::new(Shared {
+            user_writes: std::sync::Mutex::new(std::collections::HashMap::new()),
             hot,
             hot_rows,
             accounts: config.accounts(),

@@ -574,3 +574,56 @@ async fn writes_slow_down_while_a_replica_lags_except_critical_ones() -> anyhow:
         .await?;
     Ok(())
 }
+
+/// Two sessions of one user (a service's connection pool): one writes, the other reads right
+/// after, while the only replica runs 1 s behind (under the lag limit, so it takes reads).
+/// Returns the stale reads out of 40.
+async fn pooled_reader_sees(scope: &str) -> anyhow::Result<usize> {
+    let c = Cluster::start(1, 0).await?;
+    let routing = format!(
+        "heartbeat_ms = 100\nhealth_timeout_ms = 400\nmax_replica_lag_ms = 5000\nhold_down_ms = 300\n\
+         read_your_writes = \"gtid\"\nread_your_writes_scope = \"{scope}\"\nryw_wait_ms = 30"
+    );
+    let proxy = TestProxy::start_text(&c.proxy_config(&routing)).await?;
+    let mut p = c.primary.root().await?;
+    p.query_drop("CREATE DATABASE shop; CREATE TABLE shop.kv (id INT PRIMARY KEY, v INT); INSERT INTO shop.kv VALUES (1, 0)")
+        .await?;
+    c.sync().await?;
+    let r = &c.replicas[0];
+    r.root()
+        .await?
+        .query_drop("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 1; START SLAVE")
+        .await?;
+    wait_eligible(&proxy, &r.addr(), true, Duration::from_secs(10)).await?;
+    let mut writer = proxy.conn(Some("shop")).await?;
+    let mut reader = proxy.conn(Some("shop")).await?;
+    let mut stale = 0;
+    for i in 1..=40 {
+        writer
+            .exec_drop("UPDATE kv SET v = ? WHERE id = 1", (i,))
+            .await?;
+        let v: Option<i64> = reader.query_first("SELECT v FROM kv WHERE id = 1").await?;
+        if v != Some(i) {
+            stale += 1;
+        }
+    }
+    println!(
+        "read_your_writes_scope = {scope}: {stale} of 40 reads by another session of the user were stale"
+    );
+    Ok(stale)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_scope_read_your_writes_covers_pooled_sessions() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    assert_eq!(
+        pooled_reader_sees("user").await?,
+        0,
+        "user scope: stale reads"
+    );
+    assert!(
+        pooled_reader_sees("session").await? > 0,
+        "session scope must let the checker see stale reads"
+    );
+    Ok(())
+}

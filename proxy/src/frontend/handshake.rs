@@ -73,7 +73,8 @@ impl LoggedIn {
             pool,
             handles: Vec::new(),
             last_write: None,
-            last_gtid: None,
+            last_gtids: Vec::new(),
+            user_ryw: self.shared.user_writes(&self.user),
             deferred_begin: None,
             current_digest: None,
             statement_failed: false,
@@ -409,6 +410,7 @@ pub(super) async fn change_user(
         return Ok(Next::Close);
     }
     s.reset_session(false).await;
+    s.user_ryw = s.shared.user_writes(&user);
     s.user = user;
     if let Some(c) = req.collation
         && c != DEFAULT_COLLATION

@@ -85,8 +85,10 @@ pub struct Session {
     handles: Vec<Option<route::Handles>>,
     /// When the session last wrote (read-your-writes `sticky_primary_ms`).
     last_write: Option<Instant>,
-    /// The GTID of the session's last committed write (read-your-writes `gtid`).
-    last_gtid: Option<peakgate_router::plan::Gtid>,
+    /// The GTID of the session's last committed write per shard (read-your-writes `gtid`).
+    last_gtids: Vec<Option<peakgate_router::plan::Gtid>>,
+    /// The user's shared read-your-writes state (`read_your_writes_scope = "user"`).
+    user_ryw: Option<Arc<crate::server::UserWrites>>,
     /// A BEGIN held back until the first statement shows which shard the transaction lives on
     /// (only with a shard map).
     deferred_begin: Option<String>,

@@ -262,7 +262,8 @@ impl Session {
                 if cursor && out.status & SERVER_STATUS_CURSOR_EXISTS != 0 {
                     self.pins.sticky = true;
                 }
-                self.note_answer(out.gtid, stmt);
+                let addr = conn.addr.clone();
+                self.note_answer(out.gtid, stmt, &addr);
                 self.finish(conn, &out, stmt.map(|s| &s.effects)).await;
                 Ok(Relayed::Done)
             }

@@ -113,7 +113,8 @@ impl Session {
             }
         }
         let topo = self.shared.topology.clone();
-        let shard = &topo.shards[shard.min(topo.shards.len() - 1)];
+        let shard_idx = shard.min(topo.shards.len() - 1);
+        let shard = &topo.shards[shard_idx];
         let plan = match stmt {
             // A held-back BEGIN: the transaction starts on this statement's primary.
             _ if self.deferred_begin.is_some() => Plan {
@@ -130,8 +131,8 @@ impl Session {
                 let facts = SessionFacts {
                     user: &self.user,
                     autocommit: self.state.is_autocommit(),
-                    since_last_write_ms: self.last_write.map(|t| t.elapsed().as_millis() as u64),
-                    last_gtid: self.last_gtid,
+                    since_last_write_ms: self.since_last_write_ms(),
+                    last_gtid: self.last_gtid_on(shard_idx),
                     tables,
                 };
                 plan::plan(
@@ -329,14 +330,49 @@ impl Session {
         retry
     }
 
-    /// Learns from an answer what read-your-writes needs: a committed GTID means a write.
-    pub(super) fn note_answer(&mut self, gtid: Option<Gtid>, stmt: Option<&Statement>) {
+    /// Learns from an answer what read-your-writes needs: a committed GTID means a write (on the
+    /// shard of the backend connection `addr`).
+    pub(super) fn note_answer(&mut self, gtid: Option<Gtid>, stmt: Option<&Statement>, addr: &str) {
+        let wrote = gtid.is_some()
+            || stmt.is_some_and(|s| matches!(s.kind, StatementKind::Write | StatementKind::Ddl));
+        if !wrote {
+            return;
+        }
+        let now = Instant::now();
+        self.last_write = Some(now);
+        let shard = self.shard_of_addr(addr);
         if let Some(g) = gtid {
-            self.last_gtid = Some(g);
-            self.last_write = Some(Instant::now());
-        } else if stmt.is_some_and(|s| matches!(s.kind, StatementKind::Write | StatementKind::Ddl))
-        {
-            self.last_write = Some(Instant::now());
+            if self.last_gtids.len() <= shard {
+                self.last_gtids.resize(shard + 1, None);
+            }
+            self.last_gtids[shard] = Some(g);
+        }
+        if let Some(u) = &self.user_ryw {
+            u.note(shard, gtid, self.shared.started);
+        }
+    }
+
+    /// The GTID reads on `shard` must see: the session's, or the user's when the scope is "user".
+    fn last_gtid_on(&self, shard: usize) -> Option<Gtid> {
+        let own = self.last_gtids.get(shard).copied().flatten();
+        let user = self.user_ryw.as_ref().and_then(|u| u.gtid(shard));
+        match (own, user) {
+            (Some(a), Some(b)) if a.domain == b.domain => Some(if a.seq >= b.seq { a } else { b }),
+            (Some(a), _) => Some(a),
+            (None, b) => b,
+        }
+    }
+
+    /// Milliseconds since the last write of the session (or of its user, with the "user" scope).
+    fn since_last_write_ms(&self) -> Option<u64> {
+        let own = self.last_write.map(|t| t.elapsed().as_millis() as u64);
+        let user = self
+            .user_ryw
+            .as_ref()
+            .and_then(|u| u.since_last_write_ms(self.shared.started));
+        match (own, user) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 }
