@@ -32,6 +32,30 @@ async fn hot_skus_run_on_the_hot_instance() -> anyhow::Result<()> {
         d.disconnect().await?;
         anyhow::Ok(n)
     };
+    // CREATE / DROP DATABASE reach the hot instance too.
+    let db = unique_name("it_hotdb");
+    c.query_drop(format!("CREATE DATABASE {db}")).await?;
+    let on_hot = |db: String| async move {
+        let mut d = direct(HOT, None).await?;
+        let n: Option<i64> = d
+            .query_first(format!(
+                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{db}'"
+            ))
+            .await?;
+        d.disconnect().await?;
+        anyhow::Ok(n)
+    };
+    assert_eq!(
+        on_hot(db.clone()).await?,
+        Some(1),
+        "database on the hot instance"
+    );
+    c.query_drop(format!("DROP DATABASE {db}")).await?;
+    assert_eq!(
+        on_hot(db.clone()).await?,
+        Some(0),
+        "dropped on the hot instance"
+    );
     // DDL on both the home shard and the hot instance.
     for port in [S0_PRIMARY, HOT] {
         let n = count_on(

@@ -149,3 +149,28 @@ async fn unknown_database_at_login_is_1049() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn update_reports_affected_rows_text_and_prepared() -> anyhow::Result<()> {
+    let proxy = TestProxy::start().await?;
+    let t = peakgate_tests::unique_name("it_affected");
+    let _drop = peakgate_tests::Scratch::table("shop", &t);
+    let mut c = proxy.conn(Some("shop")).await?;
+    c.query_drop(format!("CREATE TABLE {t} (id INT PRIMARY KEY, v INT)"))
+        .await?;
+    c.query_drop(format!("INSERT INTO {t} VALUES (1, 0), (2, 0), (3, 0)"))
+        .await?;
+    assert_eq!(c.affected_rows(), 3);
+    c.query_drop(format!("UPDATE {t} SET v = v + 1 WHERE id <= 2"))
+        .await?;
+    assert_eq!(c.affected_rows(), 2, "text UPDATE");
+    c.exec_drop(format!("UPDATE {t} SET v = v + 1 WHERE id = ?"), (3,))
+        .await?;
+    assert_eq!(c.affected_rows(), 1, "prepared UPDATE");
+    let r = c
+        .query_iter(format!("UPDATE {t} SET v = 9 WHERE id = 1"))
+        .await?;
+    assert_eq!(r.affected_rows(), 1, "query_iter UPDATE");
+    drop(r);
+    Ok(())
+}

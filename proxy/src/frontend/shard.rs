@@ -60,6 +60,31 @@ impl Session {
             return Ok(d);
         }
         if map.is_empty() || stmt.multi {
+            if !stmt.multi
+                && shared.topology.hot_shard().is_some()
+                && is_database_ddl(stmt)
+                && let Ok(text) = std::str::from_utf8(sql)
+            {
+                let a = peakgate_router::analyze::Analysis {
+                    kind: peakgate_router::analyze::StatementType::Ddl,
+                    tables: Vec::new(),
+                    sharded: Vec::new(),
+                    joins: Vec::new(),
+                    insert: None,
+                    updates_shard_key: false,
+                    ddl: Some(peakgate_router::analyze::DdlInfo {
+                        database: Some(String::new()),
+                    }),
+                };
+                let plan = ShardPlan {
+                    shards: Shards::One(ShardIdx(u16::try_from(default).unwrap_or(0))),
+                    write_all: true,
+                    split_rows: None,
+                    generate_ids: false,
+                };
+                self.run_on_shards(seq, text, &a, &plan).await?;
+                return Ok(ShardDecision::Answered);
+            }
             return Ok(ShardDecision::One(default));
         }
         // Transactions: BEGIN waits for the first statement, which names the shard.
@@ -248,10 +273,23 @@ impl Session {
             }
             _ => shards.iter().map(|s| (*s, text.to_string())).collect(),
         };
-        let mut conns = Vec::with_capacity(statements.len());
+        let mut conns = Vec::with_capacity(statements.len() + 1);
         for (s, sql) in statements {
             match self.primary_conn(s.index()).await {
                 Ok(c) => conns.push((map.shard_name(s).to_string(), c, sql)),
+                Err(e) => return self.backend_failed(seq, &e).await,
+            }
+        }
+        // A database is created (or dropped) on the hot instance too: its stock table lives there.
+        if a.ddl.as_ref().is_some_and(|d| d.database.is_some())
+            && let Some(hot) = shared.topology.hot_shard()
+        {
+            match self.primary_conn(hot).await {
+                Ok(c) => conns.push((
+                    shared.topology.shards[hot].name.clone(),
+                    c,
+                    text.to_string(),
+                )),
                 Err(e) => return self.backend_failed(seq, &e).await,
             }
         }
@@ -395,6 +433,19 @@ fn add_column(prefix: &str, column: &str) -> Option<String> {
     let mut out = prefix.to_string();
     out.insert_str(open + 1, &format!("`{column}`, "));
     Some(out)
+}
+
+/// `CREATE` / `DROP` `DATABASE` / `SCHEMA`.
+fn is_database_ddl(stmt: &Statement) -> bool {
+    let t = stmt.digest_text.as_str();
+    [
+        "create database",
+        "create schema",
+        "drop database",
+        "drop schema",
+    ]
+    .iter()
+    .any(|p| t.starts_with(p))
 }
 
 fn is_read_only(stmt: &Statement) -> bool {

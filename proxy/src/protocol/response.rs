@@ -44,7 +44,14 @@ pub fn parse_ok(payload: &[u8], caps: u32) -> Result<OkPacket<'_>> {
         };
         (info, state)
     } else {
-        (r.rest(), &[][..])
+        // Servers send a length-encoded info here too (see `encode_ok`); a packet whose rest is
+        // not exactly one length-encoded string is taken as a raw EOF string.
+        let rest = r.rest();
+        let mut l = Reader::new(rest);
+        match l.lenenc_str() {
+            Ok(info) if l.is_empty() => (info, &[][..]),
+            _ => (rest, &[][..]),
+        }
     };
     Ok(OkPacket {
         affected_rows,
@@ -74,8 +81,11 @@ pub fn encode_ok(out: &mut Vec<u8>, header: u8, ok: &OkPacket<'_>, caps: u32) {
         if status & SERVER_SESSION_STATE_CHANGED != 0 {
             put_lenenc_str(out, ok.session_state);
         }
-    } else {
-        out.extend_from_slice(ok.info);
+    } else if !ok.info.is_empty() {
+        // The protocol documentation says `string<EOF>`, but servers send the info as
+        // `string<lenenc>` (sql/protocol_classic.cc `net_send_ok`), and clients (mysql_common,
+        // libmysqlclient) read it so: an EOF string makes them misread the whole packet.
+        put_lenenc_str(out, ok.info);
     }
 }
 
