@@ -175,6 +175,10 @@ impl ApiError {
             ApiError::SoldOut => (StatusCode::CONFLICT, "sold_out"),
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            // The server (or the proxy) answered with an error: a bug or a schema problem here.
+            ApiError::Db(mysql_async::Error::Server(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "database_error")
+            }
             ApiError::Db(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             ApiError::Redis(_) => (StatusCode::SERVICE_UNAVAILABLE, "cache_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -188,7 +192,7 @@ impl IntoResponse for ApiError {
         let message = match &self {
             ApiError::Db(e) => {
                 tracing::warn!(error = %e, "database error");
-                "the database did not answer; retry with the same Idempotency-Key".to_string()
+                "the database failed this request; retry with the same Idempotency-Key".to_string()
             }
             ApiError::Redis(e) => {
                 tracing::warn!(error = %e, "redis error");
