@@ -281,7 +281,9 @@ fn contains_word(hay: &[u8], word: &[u8]) -> bool {
 }
 
 /// The decrement's least stock needed when `stmt` is the batchable guarded decrement
-/// `UPDATE <table> SET <stock> = <stock> - N WHERE <key> = K AND <stock> >= G` (or `> G`).
+/// `UPDATE <table> SET <stock> = <stock> - N [, <col> = <col> +|- M ...] WHERE <key> = K AND
+/// <stock> >= G` (or `> G`), with literal N > 0: a single-row, deterministic change whose only
+/// condition besides the key is the stock guard.
 fn guarded_decrement(
     stmt: &Statement,
     sql: &[u8],
@@ -294,23 +296,112 @@ fn guarded_decrement(
     );
     let full = s.table.to_ascii_lowercase();
     let short = full.rsplit('.').next().unwrap_or(&full).to_string();
-    let shape =
-        |t: &str, op: &str| format!("update {t} set {c} = {c} - ? where {k} = ? and {c} {op} ?");
     let text = stmt.digest_text.as_str();
-    let op = [">=", ">"].into_iter().find(|op| {
-        [full.as_str(), short.as_str()]
-            .iter()
-            .any(|t| text == shape(t, op))
-    })?;
+    let (table, rest) = text.strip_prefix("update ")?.split_once(" set ")?;
+    let named = table == full
+        || table == short
+        || (!full.contains('.') && table.rsplit_once('.').is_some_and(|(_, t)| t == short));
+    if !named {
+        return None;
+    }
+    let (sets, cond) = rest.split_once(" where ")?;
+    let op = [">=", ">"]
+        .into_iter()
+        .find(|op| cond == format!("{k} = ? and {c} {op} ?"))?;
+    // Every assignment is `x = x + ?` or `x = x - ?`; the stock one is a decrement.
+    let mut stock_at = None;
+    let assignments: Vec<&str> = sets.split(", ").collect();
+    for (i, a) in assignments.iter().enumerate() {
+        let (lhs, rhs) = a.split_once(" = ")?;
+        let plus = rhs == format!("{lhs} + ?");
+        let minus = rhs == format!("{lhs} - ?");
+        if !plus && !minus {
+            return None;
+        }
+        if lhs == c {
+            if !minus || stock_at.is_some() {
+                return None;
+            }
+            stock_at = Some(i);
+        }
+    }
+    let stock_at = stock_at?;
+    if stmt.literals.len() != assignments.len() + 2 {
+        return None;
+    }
     let lit = |i: usize| -> Option<i64> {
         let r = stmt.literals.get(i)?.clone();
         std::str::from_utf8(sql.get(r)?).ok()?.trim().parse().ok()
     };
-    let (n, g) = (lit(0)?, lit(2)?);
-    if n <= 0 || stmt.literals.len() != 3 {
+    let (n, g) = (lit(stock_at)?, lit(assignments.len() + 1)?);
+    if n <= 0 {
         return None;
     }
     Some(crate::hotrow::Decrement {
         need: if op == ">" { g.saturating_add(1) } else { g },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peakgate_router::hotspot::HotspotSettings;
+
+    fn need(sql: &str, table: &str) -> Option<i64> {
+        let mut settings = HotspotSettings::new("127.0.0.1:1");
+        settings.table = table.into();
+        let hot = HotRegistry::new(settings).expect("registry");
+        let stmt = peakgate_router::Classifier::new(4).classify(sql.as_bytes());
+        guarded_decrement(&stmt, sql.as_bytes(), &hot).map(|d| d.need)
+    }
+
+    #[test]
+    fn guarded_decrements_are_recognised() {
+        let t = "sku_stock";
+        assert_eq!(
+            need(
+                "UPDATE sku_stock SET stock = stock - 1 WHERE sku_id = 1001 AND stock >= 1",
+                t
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            need(
+                "update sku_stock set stock=stock-3 where sku_id=7 and stock>0",
+                t
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            need(
+                "UPDATE shop.sku_stock SET stock = stock - 2, sold = sold + 2 WHERE sku_id = 5 AND stock >= 2",
+                t
+            ),
+            Some(2)
+        );
+        assert_eq!(
+            need(
+                "UPDATE shop.sku_stock SET stock = stock - 2 WHERE sku_id = 5 AND stock >= 2",
+                "shop.sku_stock"
+            ),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn other_statements_are_not_batched() {
+        let t = "sku_stock";
+        for sql in [
+            "UPDATE sku_stock SET stock = 5 WHERE sku_id = 1 AND stock >= 1",
+            "UPDATE sku_stock SET stock = stock + 10 WHERE sku_id = 1 AND stock >= 0",
+            "UPDATE sku_stock SET stock = stock - 1 WHERE sku_id = 1",
+            "UPDATE sku_stock SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1 AND price > 3",
+            "UPDATE sku_stock SET stock = stock - 0 WHERE sku_id = 1 AND stock >= 0",
+            "UPDATE sku_stock SET stock = stock - 1, price = 3 WHERE sku_id = 1 AND stock >= 1",
+            "UPDATE other SET stock = stock - 1 WHERE sku_id = 1 AND stock >= 1",
+            "DELETE FROM sku_stock WHERE sku_id = 1",
+        ] {
+            assert_eq!(need(sql, t), None, "{sql}");
+        }
+    }
 }

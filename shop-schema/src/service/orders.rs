@@ -192,25 +192,11 @@ pub async fn take_stock(conn: &mut Conn, sku: u64, qty: i64) -> Result<bool, mys
     Ok(n == 1)
 }
 
-/// Runs an UPDATE and returns how many rows it changed.
-///
-/// Not `Conn::affected_rows()`: through the proxy, a client without session tracking (which
-/// mysql_async never asks for) gets OK packets whose info text ("Rows matched: ...") mysql_async
-/// cannot parse, and it then reports 0 affected rows. So the UPDATE runs in a short transaction
-/// (one backend connection) and `ROW_COUNT()` tells.
+/// Runs an UPDATE (autocommit) and returns how many rows it changed. A guarded stock decrement
+/// of a hot SKU this way takes PeakGate's hot-row queue and group commit.
 pub async fn changed_rows(conn: &mut Conn, update: &str) -> Result<u64, mysql_async::Error> {
-    let res = async {
-        conn.query_drop("BEGIN").await?;
-        conn.query_drop(update).await?;
-        let n: Option<i64> = conn.query_first("SELECT ROW_COUNT()").await?;
-        conn.query_drop("COMMIT").await?;
-        Ok(n.unwrap_or(0).max(0) as u64)
-    }
-    .await;
-    if res.is_err() {
-        let _ = conn.query_drop("ROLLBACK").await;
-    }
-    res
+    conn.query_drop(update).await?;
+    Ok(conn.affected_rows())
 }
 
 /// Gives back what [`take_stock`] took (the order was not written).
