@@ -319,6 +319,8 @@ fn status_json(shared: &Shared) -> String {
                 "seconds_behind_master": h.seconds_behind,
                 "gtid_position": i.position().to_string(),
                 "in_flight": i.in_flight_now(),
+                "breaker": if i.breaker_refuses().is_some() { "open" } else { "closed" },
+                "connect_failures": i.breaker_failures(),
                 "checked_unix_ms": h.checked_unix_ms,
             })
         })

@@ -139,12 +139,26 @@ pub struct BackendSettings {
     /// Idle pooled connections are closed after this long.
     #[serde(default = "default_idle")]
     pub idle_timeout_ms: u64,
+    /// Circuit breaker: after this many consecutive connect failures of an instance, statements
+    /// for it fail at once (ERR 2003 naming the breaker) for `breaker_open_ms`, then one try is
+    /// let through again (half-open); 0 turns the breaker off.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open breaker refuses before the next try.
+    #[serde(default = "default_breaker_open")]
+    pub breaker_open_ms: u64,
     /// Shared (pipelined) connections per instance and capability variant for independent
     /// autocommit reads; 0 turns pipelining off. See docs/protocol.md.
     #[serde(default)]
     pub pipeline_connections: usize,
 }
 
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_open() -> u64 {
+    1000
+}
 fn default_pool_size() -> u32 {
     32
 }

@@ -64,6 +64,8 @@ pub const HOT_SOLD_OUT: &str = "peakgate_hot_sold_out_answers_total";
 pub const HOT_RESOLVED: &str = "peakgate_hot_batches_resolved_total";
 /// Counter: statements killed (KILL QUERY) past a limits rule's `max_execution_ms`.
 pub const QUERIES_KILLED: &str = "peakgate_queries_killed_total";
+/// Counter: circuit breakers opened after consecutive connect failures of an instance.
+pub const BREAKER_OPENS: &str = "peakgate_breaker_opens_total";
 /// Counter: shard maps put in effect by `/reload` or SIGHUP.
 pub const MAP_RELOADS: &str = "peakgate_shard_map_reloads_total";
 /// Counter, label `kind` (read | write): statements run on several shards.
@@ -172,6 +174,8 @@ pub struct Metrics {
     pub hot_resolved: Counter,
     /// Statements killed (KILL QUERY) past a rule's max_execution_ms.
     pub queries_killed: Counter,
+    /// Circuit breakers opened (instances refused after consecutive connect failures).
+    pub breaker_opens: Counter,
     /// Microseconds writes spent throttled.
     pub throttled_us: Counter,
     errors: Mutex<BTreeMap<u16, u64>>,
@@ -463,6 +467,11 @@ pub fn render(
             QUERIES_KILLED,
             "Statements killed (KILL QUERY) past a limits rule's max_execution_ms.",
             m.queries_killed.get() as f64,
+        ),
+        (
+            BREAKER_OPENS,
+            "Circuit breakers opened after consecutive connect failures.",
+            m.breaker_opens.get() as f64,
         ),
         (
             MAP_RELOADS,

@@ -627,3 +627,63 @@ async fn user_scope_read_your_writes_covers_pooled_sessions() -> anyhow::Result<
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_primary_opens_the_circuit_breaker_and_it_closes_again() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let mut c = Cluster::start(0, 0).await?;
+    let cfg = c.proxy_config("replica_reads = false").replace(
+        "connect_timeout_ms = 500",
+        "connect_timeout_ms = 500\nbreaker_failures = 3\nbreaker_open_ms = 1500",
+    );
+    let proxy = TestProxy::start_text(&cfg).await?;
+    let mut conn = proxy.conn(None).await?;
+    let one: Option<i64> = conn.query_first("SELECT 1").await?;
+    assert_eq!(one, Some(1));
+    c.primary.kill9();
+    let mut messages = Vec::new();
+    // The first error is the dead pooled connection, then 3 failed connects, then the breaker.
+    for _ in 0..8 {
+        let t = Instant::now();
+        let e = conn
+            .query_drop("SELECT 1")
+            .await
+            .expect_err("primary is dead");
+        messages.push((e.to_string(), t.elapsed()));
+    }
+    let opened = messages
+        .iter()
+        .filter(|(m, _)| m.contains("circuit breaker open"))
+        .count();
+    // 2013 for the statement that met the dead pooled connection, 2003 for the connects.
+    assert!(
+        messages
+            .iter()
+            .all(|(m, _)| m.contains("2003") || m.contains("2013")),
+        "{messages:?}"
+    );
+    assert!(opened >= 3, "the breaker never opened: {messages:?}");
+    assert!(
+        messages
+            .iter()
+            .filter(|(m, _)| m.contains("circuit breaker open"))
+            .all(|(_, d)| *d < Duration::from_millis(100)),
+        "an open breaker answers at once"
+    );
+    c.primary.restart().await?;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match conn.query_first::<i64, _>("SELECT 1").await {
+            Ok(v) => {
+                assert_eq!(v, Some(1));
+                break;
+            }
+            Err(e) => anyhow::ensure!(Instant::now() < deadline, "still failing: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = proxy.admin_get("/status").await?;
+    assert!(status.contains("\"breaker\":\"closed\""), "{status}");
+    Ok(())
+}

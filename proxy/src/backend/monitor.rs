@@ -177,6 +177,7 @@ async fn heartbeat(
         match tokio::time::timeout(s.timeout, step).await {
             Ok(Ok(_)) => {
                 beats.push(ts);
+                primary.breaker_success();
                 if !last_error.is_empty() {
                     info!("heartbeat writes again");
                     last_error.clear();

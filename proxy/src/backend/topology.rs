@@ -4,7 +4,9 @@
 //! check and the status page read.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use peakgate_router::plan::{Gtid, GtidPos, ReplicaView, Role};
@@ -43,6 +45,9 @@ pub struct Instance {
     /// Bumped whenever the instance is seen failing: pooled connections opened before are stale
     /// (after a crash and restart they are dead sockets) and are discarded at checkout.
     epoch: AtomicU32,
+    /// Circuit breaker: consecutive connect failures, and until when (ms on `CLOCK`) it is open.
+    failures: AtomicU32,
+    open_until_ms: AtomicU64,
     pos: ArcSwap<GtidPos>,
     health: ArcSwap<Health>,
     /// Reporting instances: at most `routing.reporting_max_concurrency` reads at a time.
@@ -62,6 +67,8 @@ impl Instance {
             lag_ms: AtomicI64::new(-1),
             failed: AtomicBool::new(false),
             epoch: AtomicU32::new(0),
+            failures: AtomicU32::new(0),
+            open_until_ms: AtomicU64::new(0),
             pos: ArcSwap::from_pointee(GtidPos::default()),
             health: ArcSwap::from_pointee(Health {
                 state: "unknown",
@@ -89,6 +96,41 @@ impl Instance {
             self.eligible.store(false, Ordering::Release);
             self.failed.store(true, Ordering::Release);
         }
+    }
+
+    /// Whether the circuit breaker refuses now; `Some(ms left)` when it does.
+    pub fn breaker_refuses(&self) -> Option<u64> {
+        let until = self.open_until_ms.load(Ordering::Acquire);
+        let now = clock_ms();
+        (until > now).then(|| until - now)
+    }
+
+    /// A connect to this instance worked: the breaker closes.
+    pub fn breaker_success(&self) {
+        if self.failures.swap(0, Ordering::AcqRel) != 0 {
+            self.open_until_ms.store(0, Ordering::Release);
+        }
+    }
+
+    /// A connect to this instance failed: after `threshold` in a row the breaker opens for
+    /// `open_ms` (again after each failed half-open try). Returns whether it opened now.
+    pub fn breaker_failure(&self, threshold: u32, open_ms: u64) -> bool {
+        if threshold == 0 {
+            return false;
+        }
+        let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        if n >= threshold {
+            self.open_until_ms
+                .store(clock_ms() + open_ms, Ordering::Release);
+            crate::metrics::METRICS.breaker_opens.inc();
+            return true;
+        }
+        false
+    }
+
+    /// Consecutive connect failures now (for `/status`).
+    pub fn breaker_failures(&self) -> u32 {
+        self.failures.load(Ordering::Relaxed)
     }
 
     /// Makes every pooled connection opened so far stale.
@@ -168,6 +210,12 @@ pub struct ShardInstances {
     pub primary: Arc<Instance>,
     pub replicas: Vec<Arc<Instance>>,
     pub reporting: Vec<Arc<Instance>>,
+}
+
+/// Milliseconds on the breaker's clock (since the first use).
+fn clock_ms() -> u64 {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    START.elapsed().as_millis() as u64 + 1
 }
 
 /// The name of the hot instance's shard in the topology (it is not a shard of the map).

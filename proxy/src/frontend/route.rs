@@ -281,8 +281,32 @@ impl Session {
     }
 
     pub(super) async fn pooled(&mut self, inst: &Instance) -> Result<PooledConn, Error> {
+        let backend = &self.shared.config.backend;
+        let (threshold, open_ms) = (backend.breaker_failures, backend.breaker_open_ms);
+        if threshold > 0
+            && let Some(left) = inst.breaker_refuses()
+        {
+            return Err(Error::Connect {
+                addr: inst.addr.to_string(),
+                reason: format!(
+                    "circuit breaker open after {} failed connects; next try in {left} ms",
+                    inst.breaker_failures()
+                ),
+            });
+        }
         let pool = self.handles(inst).pool.clone();
-        let mut c = pool.get().await?;
+        let mut c = match pool.get().await {
+            Ok(c) => {
+                inst.breaker_success();
+                c
+            }
+            Err(e) => {
+                if matches!(e, Error::Connect { .. } | Error::Login { .. }) {
+                    inst.breaker_failure(threshold, open_ms);
+                }
+                return Err(e);
+            }
+        };
         // Connections from before the instance last failed are dead or suspect: drop them (a
         // bounded number of times; new ones carry the current epoch).
         for _ in 0..=self.shared.config.backend.pool_size {
