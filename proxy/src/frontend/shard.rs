@@ -293,7 +293,9 @@ impl Session {
                 Err(e) => return self.backend_failed(seq, &e).await,
             }
         }
-        METRICS.scatter_writes.inc();
+        if conns.len() > 1 {
+            METRICS.scatter_writes.inc();
+        }
         let res = scatter::write(&mut conns).await;
         drop(conns);
         match res {
