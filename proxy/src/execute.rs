@@ -42,6 +42,8 @@ pub struct Outcome {
     pub client_gone: bool,
     /// The GTID of a transaction this command committed (session tracking of `last_gtid`).
     pub gtid: Option<peakgate_router::plan::Gtid>,
+    /// Rows sent (result sets) plus rows affected (OKs), for the digest statistics.
+    pub rows: u64,
 }
 
 /// A failure of the backend while relaying; `next_seq` is where an ERR to the client continues.
@@ -223,7 +225,11 @@ pub async fn relay_from<R: AsyncRead + Unpin, C: AsyncWrite + Unpin>(
                         out.error = parse_err(payload).ok().map(|e| e.code);
                         done = true;
                     }
-                    _ => {}
+                    _ => {
+                        if matches!(phase, Phase::Rows) {
+                            out.rows += 1;
+                        }
+                    }
                 },
             }
         }
@@ -273,6 +279,7 @@ fn handle_ok(
     out: &mut Outcome,
 ) -> Result<bool, protocol::Error> {
     let ok = parse_ok(payload, caps)?;
+    out.rows += ok.affected_rows;
     out.status = ok.status;
     out.status_known = true;
     out.warnings = ok.warnings;

@@ -196,3 +196,87 @@ async fn post(
             .unwrap_or(out),
     ))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_digest_admits_its_rate_and_deny_switches_at_run_time() -> anyhow::Result<()>
+{
+    let t = unique_name("it_rate");
+    let _drop = Scratch::table("shop", &t);
+    let rules = format!(
+        r#"
+[[limits.rules]]
+name = "reviews_off"
+enabled = false
+table = "{t}"
+kind = "write"
+deny = {{}}
+
+[[limits.rules]]
+name = "fifty"
+digest = "SELECT CONNECTION_ID()"
+rate_limit = {{ qps = 50, burst = 5 }}
+"#
+    );
+    let proxy = TestProxy::start_with(|cfg| cfg.push_str(&rules)).await?;
+    let mut c = proxy.conn(Some("shop")).await?;
+    c.query_drop(format!("CREATE TABLE {t} (id INT PRIMARY KEY)"))
+        .await?;
+    // 200 qps offered for 4 s, paced; other traffic alongside.
+    let (mut admitted, mut refused, mut other_ok) = (0u32, 0u32, 0u32);
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    while start.elapsed() < Duration::from_secs(4) {
+        tick.tick().await;
+        match c.query_drop("SELECT CONNECTION_ID()").await {
+            Ok(()) => admitted += 1,
+            Err(e) => {
+                assert!(
+                    e.to_string().contains("1226") && e.to_string().contains("fifty"),
+                    "{e}"
+                );
+                refused += 1;
+            }
+        }
+        if admitted.is_multiple_of(10) {
+            c.query_drop("SELECT 1").await?;
+            other_ok += 1;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let rate = f64::from(admitted) / secs;
+    let offered = f64::from(admitted + refused) / secs;
+    println!(
+        "offered {offered:.0}/s, admitted {rate:.1}/s, refused {refused}, other statements {other_ok} all fine"
+    );
+    assert!(
+        offered > 150.0,
+        "the test could not offer enough load ({offered:.0}/s)"
+    );
+    assert!(
+        (45.0..=55.0).contains(&rate),
+        "admitted {rate:.1}/s, want 50 within 10%"
+    );
+
+    // deny switched on and off at run time; the same connection throughout.
+    c.query_drop(format!("INSERT INTO {t} VALUES (1)")).await?;
+    let on = format!(
+        "[[rules]]\nname = \"reviews_off\"\ntable = \"{t}\"\nkind = \"write\"\ndeny = {{}}\n"
+    );
+    let (code, body) = post(&proxy, "/limits", &on, "").await?;
+    assert_eq!(code, 200, "{body}");
+    let e = c
+        .query_drop(format!("INSERT INTO {t} VALUES (2)"))
+        .await
+        .expect_err("denied");
+    assert!(
+        e.to_string().contains("1290") && e.to_string().contains("reviews_off"),
+        "{e}"
+    );
+    let off = format!("{on}enabled = false\n");
+    let (code, body) = post(&proxy, "/limits", &off, "").await?;
+    assert_eq!(code, 200, "{body}");
+    c.query_drop(format!("INSERT INTO {t} VALUES (3)")).await?;
+    let n: Option<i64> = c.query_first(format!("SELECT COUNT(*) FROM {t}")).await?;
+    assert_eq!(n, Some(2));
+    Ok(())
+}

@@ -238,6 +238,14 @@ async fn probe_loop(
                 }
             };
         let (lag, state, detail) = reading.verdict(&beats, now_us());
+        // What the heartbeat says even when the replica is out (a stopped SQL thread): shown in
+        // /status and /metrics, and what write throttling goes by.
+        let measured = lag.or_else(|| {
+            (reading.down.is_none())
+                .then_some(reading.heartbeat)
+                .flatten()
+                .map(|seen| beats.lag_ms(seen, now_us()))
+        });
         let now_ms = started.elapsed().as_millis() as u64;
         let eligible = gate.observe(now_ms, lag, s.max_lag_ms, s.hold_down_ms);
         let state = match (state, lag) {
@@ -251,7 +259,7 @@ async fn probe_loop(
         }
         inst.publish(
             eligible,
-            lag,
+            measured,
             reading.pos,
             health(state, detail, reading.seconds_behind),
         );

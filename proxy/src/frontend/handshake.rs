@@ -78,6 +78,7 @@ impl LoggedIn {
             deferred_begin: None,
             current_digest: None,
             statement_failed: false,
+            statement_rows: 0,
             hot_sku: None,
             exec_limit: None,
             client,

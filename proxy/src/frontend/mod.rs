@@ -96,6 +96,8 @@ pub struct Session {
     current_digest: Option<(u64, Arc<str>)>,
     /// The running statement ended in an ERR.
     statement_failed: bool,
+    /// Rows the running statement sent or changed.
+    statement_rows: u64,
     /// The one hot SKU the running statement is about (set by the hot-SKU decision).
     hot_sku: Option<u64>,
     /// The running statement's execution time limit (a limits rule's `max_execution_ms`).

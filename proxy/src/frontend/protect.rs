@@ -168,9 +168,10 @@ impl Session {
     pub(super) fn record_digest(&mut self, latency_us: u64) {
         if let Some((digest, text)) = self.current_digest.take() {
             let failed = std::mem::take(&mut self.statement_failed);
+            let rows = std::mem::take(&mut self.statement_rows);
             self.shared
                 .digests
-                .record(digest, &text, latency_us, 0, failed);
+                .record(digest, &text, latency_us, rows, failed);
         }
         self.statement_failed = false;
     }

@@ -137,6 +137,7 @@ impl Session {
         match res {
             Ok(out) => {
                 METRICS.pipelined.inc();
+                self.statement_rows += out.rows;
                 if out.client_gone {
                     return Some(Err(protocol::Error::Closed));
                 }
@@ -259,6 +260,7 @@ impl Session {
                     METRICS.error(code);
                     self.statement_failed = true;
                 }
+                self.statement_rows += out.rows;
                 if cursor && out.status & SERVER_STATUS_CURSOR_EXISTS != 0 {
                     self.pins.sticky = true;
                 }
