@@ -24,9 +24,47 @@ use serde_json::{Value, json};
 
 use crate::seed::{SEED_PASSWORD, member_email, normal_product_id};
 
+/// The traffic mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Catalogue listing, product detail and order history; no orders, no flash sale.
+    Browse,
+    /// Mostly orders and payments, with some browsing; no flash sale.
+    Checkout,
+    /// The flash sale from the first second (most users buying the flash SKU).
+    FlashSale,
+    /// Browsing, ordering and paying, with the flash sale opening at `flash_at_s` (`peak` is
+    /// the same).
+    Mixed,
+}
+
+impl Scenario {
+    pub fn parse(s: &str) -> Option<Scenario> {
+        match s {
+            "browse" => Some(Scenario::Browse),
+            "checkout" => Some(Scenario::Checkout),
+            "flash-sale" => Some(Scenario::FlashSale),
+            "mixed" | "peak" => Some(Scenario::Mixed),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Browse => "browse",
+            Scenario::Checkout => "checkout",
+            Scenario::FlashSale => "flash-sale",
+            Scenario::Mixed => "mixed",
+        }
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LoadPlan {
+    pub scenario: Scenario,
+    /// Second of the run when the flash sale opens (mixed); `None`: a third of the way in.
+    pub flash_at_s: Option<u64>,
     pub base: String,
     pub seconds: u64,
     pub concurrency: usize,
@@ -66,6 +104,7 @@ pub struct FlashCheck {
 /// The run's summary.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    pub scenario: &'static str,
     pub seconds: f64,
     pub requests: u64,
     pub endpoints: BTreeMap<&'static str, EndpointReport>,
@@ -91,7 +130,8 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "\n== peak scenario: {:.1} s, {} requests, {:.0} requests/s",
+            "\n== {} scenario: {:.1} s, {} requests, {:.0} requests/s",
+            self.scenario,
             self.seconds,
             self.requests,
             self.requests as f64 / self.seconds.max(0.001)
@@ -407,7 +447,12 @@ pub async fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
 
     let start = Instant::now();
     let end = start + Duration::from_secs(plan.seconds);
-    let flash_at = start + Duration::from_secs(plan.seconds / 3);
+    let flash_at = match plan.scenario {
+        Scenario::FlashSale => start,
+        Scenario::Mixed => start + Duration::from_secs(plan.flash_at_s.unwrap_or(plan.seconds / 3)),
+        // Never during the run.
+        Scenario::Browse | Scenario::Checkout => end + Duration::from_secs(3600),
+    };
     let bar = if plan.progress {
         let b = indicatif::ProgressBar::new(plan.seconds);
         b.set_style(indicatif::ProgressStyle::with_template(
@@ -453,13 +498,34 @@ pub async fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
                     } else {
                         roll
                     };
-                    match roll {
-                        r if r < 0.45 => u.browse_list().await,
-                        r if r < 0.80 => u.detail().await,
-                        r if r < 0.88 => u.order().await,
-                        r if r < 0.93 => u.history().await,
-                        r if r < 0.96 => u.pay().await,
-                        _ => u.stock().await,
+                    match u.plan.scenario {
+                        Scenario::Browse => match roll {
+                            r if r < 0.50 => u.browse_list().await,
+                            r if r < 0.95 => u.detail().await,
+                            _ => u.history().await,
+                        },
+                        Scenario::Checkout => match roll {
+                            r if r < 0.20 => u.browse_list().await,
+                            r if r < 0.40 => u.detail().await,
+                            r if r < 0.75 => u.order().await,
+                            r if r < 0.88 => u.pay().await,
+                            _ => u.history().await,
+                        },
+                        Scenario::FlashSale if flash_open => {
+                            if roll < 0.85 {
+                                u.flash_buy().await
+                            } else {
+                                u.detail().await
+                            }
+                        }
+                        _ => match roll {
+                            r if r < 0.45 => u.browse_list().await,
+                            r if r < 0.80 => u.detail().await,
+                            r if r < 0.88 => u.order().await,
+                            r if r < 0.93 => u.history().await,
+                            r if r < 0.96 => u.pay().await,
+                            _ => u.stock().await,
+                        },
                     }
                 }
                 u.tally
@@ -479,6 +545,7 @@ pub async fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
     bar.finish_and_clear();
 
     let mut report = Report {
+        scenario: plan.scenario.name(),
         seconds,
         requests: shared.requests.load(Relaxed),
         ..Default::default()

@@ -63,14 +63,20 @@ enum Cmd {
         #[arg(long)]
         no_outbox: bool,
     },
-    /// Drive the service with a peak workload and check the flash sale for oversell.
+    /// Drive the service with a workload and check the flash sale for oversell.
     Load {
-        #[arg(long, default_value = "peak")]
+        /// browse | checkout | flash-sale | mixed (`peak` = mixed).
+        #[arg(long, default_value = "mixed")]
         scenario: String,
-        #[arg(long, default_value_t = 30)]
-        seconds: u64,
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
+        /// Run time in seconds.
+        #[arg(long, visible_alias = "seconds", default_value_t = 30)]
+        duration: u64,
+        /// Concurrent users (each logs in as a seeded member).
+        #[arg(long, visible_alias = "concurrency", default_value_t = 32)]
+        users: usize,
+        /// Second of the run at which the flash sale opens (mixed; default a third of the run).
+        #[arg(long)]
+        flash_at: Option<u64>,
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
         /// Seeded members to log in as (member1..memberN).
@@ -171,19 +177,21 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Load {
             scenario,
-            seconds,
-            concurrency,
+            duration: seconds,
+            users: concurrency,
+            flash_at,
             url,
             members,
             products,
             flash_sku,
             flash_stock,
         } => {
-            anyhow::ensure!(
-                scenario == "peak",
-                "scenario {scenario:?}: only \"peak\" is built"
-            );
+            let Some(scenario) = load::Scenario::parse(&scenario) else {
+                anyhow::bail!("scenario {scenario:?}: browse, checkout, flash-sale or mixed")
+            };
             let report = load::run(&load::LoadPlan {
+                scenario,
+                flash_at_s: flash_at,
                 base: url,
                 seconds,
                 concurrency,
