@@ -282,20 +282,23 @@ async fn idempotent_order_placement_and_bad_requests() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flash_sale_never_oversells() -> anyhow::Result<()> {
-    let shop = Shop::start(50).await?;
+    // The test: stock 100, 1,000 buyers, exactly 100 orders.
+    const BUYERS: u64 = 1000;
+    const STOCK: u64 = 100;
+    let shop = Shop::start(BUYERS).await?;
     let result = async {
         let r = shop
             .http
             .put(format!("{}/admin/skus/1001/stock", shop.base))
-            .json(&json!({ "stock": 20 }))
+            .json(&json!({ "stock": STOCK }))
             .send()
             .await?;
         anyhow::ensure!(r.status().is_success(), "restock {}", r.status());
         let mut tokens = Vec::new();
-        for m in 1..=50 {
+        for m in 1..=BUYERS {
             tokens.push(shop.login(m).await?);
         }
-        let start = Arc::new(tokio::sync::Barrier::new(50));
+        let start = Arc::new(tokio::sync::Barrier::new(BUYERS as usize));
         let mut tasks = Vec::new();
         for t in tokens {
             let (http, base, start) = (shop.http.clone(), shop.base.clone(), start.clone());
@@ -320,7 +323,10 @@ async fn flash_sale_never_oversells() -> anyhow::Result<()> {
                 _ => anyhow::bail!("unexpected answer {s} {v}"),
             }
         }
-        anyhow::ensure!(ok == 20 && sold_out == 30, "{ok} sold, {sold_out} sold out");
+        anyhow::ensure!(
+            ok == STOCK && sold_out == BUYERS - STOCK,
+            "{ok} sold, {sold_out} sold out"
+        );
         let stock: Value = shop
             .http
             .get(format!("{}/skus/1001/stock", shop.base))
@@ -328,11 +334,15 @@ async fn flash_sale_never_oversells() -> anyhow::Result<()> {
             .await?
             .json()
             .await?;
-        anyhow::ensure!(stock["stock"] == 0 && stock["sold"] == 20, "{stock}");
+        anyhow::ensure!(stock["stock"] == 0 && stock["sold"] == STOCK, "{stock}");
         let units = shop
             .sql_count("SELECT SUM(quantity) FROM order_items WHERE sku_id = 1001")
             .await?;
-        anyhow::ensure!(units == 20, "order units for 1001: {units}");
+        anyhow::ensure!(units == STOCK as i64, "order units for 1001: {units}");
+        let orders = shop
+            .sql_count("SELECT COUNT(*) FROM order_items WHERE sku_id = 1001")
+            .await?;
+        anyhow::ensure!(orders == STOCK as i64, "order lines for 1001 (one per flash order): {orders}");
         anyhow::Ok(())
     }
     .await;
