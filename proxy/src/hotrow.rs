@@ -1,5 +1,5 @@
 //! The hot-row queue and group commit for flash-sale inventory. Autocommit writes of one hot row
-//! wait in one FIFO per row in the proxy; `workers` tasks per row (default 1) each take up to
+//! wait in one FIFO per row in the proxy; `workers` tasks per row (default 2) each take up to
 //! `batch_max` of them and run them in **one round trip** on the hot instance:
 //!
 //! ```sql

@@ -92,10 +92,10 @@ fn default_wait_ms() -> u64 {
     2_000
 }
 fn default_batch_max() -> usize {
-    64
+    256
 }
 fn default_workers() -> usize {
-    1
+    2
 }
 fn default_sold_out_ttl() -> u64 {
     1_000
