@@ -11,8 +11,11 @@
 //! 3. Rows whose publish was acknowledged are stamped: `UPDATE outbox SET published_at = NOW(3)
 //!    WHERE member_id = ? AND id IN (...)`, one statement per member, so each goes to one shard.
 //!
-//! The event id is `<member_id>-<outbox id>`: `outbox.id` is an AUTO_INCREMENT of each shard
-//! (two shards both have an id 1), and the member decides the shard, so the pair is unique.
+//! The event id is `<member_id>-<outbox id>-<created_at digits>`: `outbox.id` is an
+//! AUTO_INCREMENT of each shard (two shards both have an id 1) and the member decides the shard,
+//! so the first two are unique in one shop database; the row's creation time (never changed)
+//! keeps ids apart when the shop's database is recreated and its ids start again at 1 while the
+//! stream and the back-office database keep the old events.
 //!
 //! A crash between a publish ack and the UPDATE publishes the row again next round: JetStream
 //! drops the copy within the stream's duplicate window (the ack then says `duplicate`), and the
@@ -65,7 +68,7 @@ impl Default for RelayConfig {
 /// What is published: one outbox row and its payload as written by the service.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Envelope {
-    /// `<member_id>-<outbox id>`, also the JetStream message id.
+    /// `<member_id>-<outbox id>-<created_at digits>`, also the JetStream message id.
     pub event_id: String,
     pub outbox_id: u64,
     pub member_id: u64,
@@ -78,9 +81,10 @@ pub struct Envelope {
     pub payload: Value,
 }
 
-/// The event id of outbox row `id` of `member`.
-pub fn event_id(member: u64, id: u64) -> String {
-    format!("{member}-{id}")
+/// The event id of outbox row `id` of `member` created at `created_at` (the digits of it).
+pub fn event_id(member: u64, id: u64, created_at: &str) -> String {
+    let stamp: String = created_at.chars().filter(char::is_ascii_digit).collect();
+    format!("{member}-{id}-{stamp}")
 }
 
 /// The subject of an event type: the prefix, a dot, the type with anything outside
@@ -211,7 +215,7 @@ impl Relay {
         for (id, member, aggregate_type, aggregate_id, event_type, payload, created_at, _) in &rows
         {
             let env = Envelope {
-                event_id: event_id(*member, *id),
+                event_id: event_id(*member, *id, created_at),
                 outbox_id: *id,
                 member_id: *member,
                 aggregate_type: aggregate_type.clone(),
@@ -230,7 +234,7 @@ impl Relay {
                 .send_publish(subject(&self.cfg.subject_prefix, event_type), msg)
                 .await
             {
-                Ok(ack) => pending.push((*member, *id, ack)),
+                Ok(ack) => pending.push((*member, *id, env.event_id, ack)),
                 Err(e) => {
                     tracing::warn!(error = %e, event = %env.event_id, "publish failed");
                     break;
@@ -239,7 +243,7 @@ impl Relay {
         }
         let mut acked: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
         let mut failure = None;
-        for (member, id, ack) in pending {
+        for (member, id, event, ack) in pending {
             match ack.await {
                 Ok(a) => {
                     self.stats.published.fetch_add(1, Relaxed);
@@ -256,10 +260,7 @@ impl Relay {
                 }
                 Err(e) => {
                     // Stamp what was acknowledged before; the rest goes again next round.
-                    failure = Some(anyhow::anyhow!(
-                        "publish ack of {}: {e}",
-                        event_id(member, id)
-                    ));
+                    failure = Some(anyhow::anyhow!("publish ack of {event}: {e}"));
                     break;
                 }
             }
@@ -319,9 +320,12 @@ mod tests {
 
     #[test]
     fn event_ids_name_member_and_row() {
-        assert_eq!(event_id(17, 3), "17-3");
+        assert_eq!(
+            event_id(17, 3, "2026-01-02 03:04:05.678"),
+            "17-3-20260102030405678"
+        );
         let env = Envelope {
-            event_id: event_id(1, 2),
+            event_id: event_id(1, 2, "2026-01-01 00:00:00.000"),
             outbox_id: 2,
             member_id: 1,
             aggregate_type: "order".into(),

@@ -230,8 +230,8 @@ async fn run(env: &Env, name: &str) -> anyhow::Result<()> {
     let mut c = conn(&env.shop_url).await?;
     let rows: Vec<(u64, u64, u64, String)> = c
         .query(
-            "/* peakgate: route=primary */ SELECT member_id, id, aggregate_id, event_type \
-             FROM outbox ORDER BY id",
+            "/* peakgate: route=primary */ SELECT member_id, id, aggregate_id, \
+             CAST(created_at AS CHAR) FROM outbox ORDER BY id",
         )
         .await?;
     c.disconnect().await?;
@@ -371,7 +371,7 @@ async fn run(env: &Env, name: &str) -> anyhow::Result<()> {
         "applied {} of {total}",
         applied.len()
     );
-    let mut want: Vec<String> = rows.iter().map(|r| event_id(r.0, r.1)).collect();
+    let mut want: Vec<String> = rows.iter().map(|r| event_id(r.0, r.1, &r.3)).collect();
     let mut got: Vec<String> = applied.iter().map(|a| a.0.clone()).collect();
     want.sort();
     got.sort();
