@@ -8,17 +8,21 @@
 //! - [`db`]: the mysql_async pool and SQL literal helpers (text protocol where the proxy needs it);
 //! - [`service`]: the axum HTTP service; start at [`service::router`]. [`cache`] is the Redis
 //!   cache-aside with single-flight, [`metrics`] the business metrics on `/metrics`;
-//! - [`load`]: the peak load generator and its oversell check.
+//! - [`load`]: the peak load generator and its oversell check;
+//! - [`outbox`]: the relay of outbox rows to NATS JetStream; [`backoffice`]: the consumer that
+//!   applies them, exactly once in effect, to a separate back-office database.
 //!
 //! The service never knows shards or replicas: it names tables and shard keys, the proxy does
 //! the rest. Where the proxy needs the text protocol (INSERTs whose ids it generates, reads over
 //! several shards) the service sends text with literals escaped by [`db::lit`].
 
+pub mod backoffice;
 pub mod cache;
 pub mod db;
 pub mod load;
 pub mod metrics;
 pub mod money;
+pub mod outbox;
 pub mod proxy_config;
 pub mod schema;
 pub mod seed;

@@ -1,4 +1,5 @@
-//! `peakgate-shop`: migrate, seed, serve, load, proxy-config. See the crate's README.
+//! `peakgate-shop`: migrate, seed, serve, relay, backoffice, load, proxy-config. See the crate's
+//! README.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -6,9 +7,25 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use peakgate_shop::{db, load, proxy_config, schema, seed, service};
+use peakgate_shop::{backoffice, db, load, outbox, proxy_config, schema, seed, service};
 
 const DEFAULT_URL: &str = "mysql://shop:shop@127.0.0.1:6033/shop";
+const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
+const DEFAULT_BACKOFFICE_DB: &str = "mysql://root@127.0.0.1:3306/shop_backoffice";
+
+/// Where outbox events go: the JetStream stream and its subjects.
+#[derive(clap::Args, Clone)]
+struct StreamArgs {
+    /// The JetStream stream (created if missing).
+    #[arg(long, default_value = "SHOP_OUTBOX")]
+    stream: String,
+    /// Events are published to `<PREFIX>.<event_type>`.
+    #[arg(long, default_value = "shop.outbox")]
+    subject_prefix: String,
+    /// The stream's de-duplication window, seconds (when this process creates the stream).
+    #[arg(long, default_value_t = 120)]
+    duplicate_window: u64,
+}
 
 #[derive(Parser)]
 #[command(name = "peakgate-shop", about = "The reference shop on PeakGate")]
@@ -62,6 +79,48 @@ enum Cmd {
         /// Do not write outbox rows (for a proxy whose map does not shard `outbox`).
         #[arg(long)]
         no_outbox: bool,
+        /// Also run the outbox relay in this process (same as `relay`, its own connections).
+        #[arg(long, conflicts_with = "no_outbox")]
+        relay: bool,
+        /// NATS server of the in-process relay.
+        #[arg(long, default_value = DEFAULT_NATS)]
+        nats: String,
+        #[command(flatten)]
+        stream: StreamArgs,
+    },
+    /// Publish unpublished outbox rows (read through the proxy) to NATS JetStream, at least once.
+    Relay {
+        #[arg(long, default_value = DEFAULT_URL)]
+        url: String,
+        #[arg(long, default_value = DEFAULT_NATS)]
+        nats: String,
+        #[command(flatten)]
+        stream: StreamArgs,
+        /// Rows per round.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Pause between rounds that found less than a batch, milliseconds.
+        #[arg(long, default_value_t = 200)]
+        idle_ms: u64,
+    },
+    /// Apply the outbox events from JetStream to the back-office database, exactly once in effect.
+    Backoffice {
+        #[arg(long, default_value = DEFAULT_NATS)]
+        nats: String,
+        /// The back-office database (created with its tables if missing).
+        #[arg(long, default_value = DEFAULT_BACKOFFICE_DB)]
+        db: String,
+        #[command(flatten)]
+        stream: StreamArgs,
+        /// The durable consumer's name.
+        #[arg(long, default_value = "shop_backoffice")]
+        durable: String,
+        /// Seconds before an unacknowledged message is delivered again.
+        #[arg(long, default_value_t = 30)]
+        ack_wait: u64,
+        /// Serve `/metrics` (counters, pipeline-lag histogram) on this address.
+        #[arg(long)]
+        metrics_listen: Option<String>,
     },
     /// Drive the service with a workload and check the flash sale for oversell.
     Load {
@@ -151,7 +210,18 @@ async fn main() -> anyhow::Result<()> {
             pool,
             cache_ttl,
             no_outbox,
+            relay,
+            nats,
+            stream,
         } => {
+            if relay {
+                let relay =
+                    outbox::Relay::connect(db::pool(&url, 2)?, &nats, relay_config(&stream))
+                        .await?;
+                tracing::info!(%nats, stream = %stream.stream, "outbox relay running in-process");
+                spawn_relay_log(relay.stats.clone());
+                tokio::spawn(async move { relay.run().await });
+            }
             let db = db::pool(&url, pool)?;
             let client = redis::Client::open(redis.as_str())?;
             let redis = client
@@ -174,6 +244,67 @@ async fn main() -> anyhow::Result<()> {
                     let _ = tokio::signal::ctrl_c().await;
                 })
                 .await?;
+        }
+        Cmd::Relay {
+            url,
+            nats,
+            stream,
+            batch,
+            idle_ms,
+        } => {
+            let cfg = outbox::RelayConfig {
+                batch: batch.max(1),
+                idle: Duration::from_millis(idle_ms),
+                ..relay_config(&stream)
+            };
+            let relay = outbox::Relay::connect(db::pool(&url, 2)?, &nats, cfg).await?;
+            tracing::info!(%nats, stream = %stream.stream, "outbox relay running");
+            spawn_relay_log(relay.stats.clone());
+            tokio::select! {
+                r = relay.run() => r?,
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Cmd::Backoffice {
+            nats,
+            db,
+            stream,
+            durable,
+            ack_wait,
+            metrics_listen,
+        } => {
+            let pool = backoffice::prepare_db(&db).await?;
+            let cfg = backoffice::BackofficeConfig {
+                stream: stream.stream.clone(),
+                subject_prefix: stream.subject_prefix.clone(),
+                durable,
+                ack_wait: Duration::from_secs(ack_wait.max(1)),
+                duplicate_window: Duration::from_secs(stream.duplicate_window.max(1)),
+                ..Default::default()
+            };
+            let stats = Arc::new(backoffice::BackofficeStats::default());
+            let consumer = backoffice::Backoffice::connect(pool, &nats, cfg, stats.clone()).await?;
+            if let Some(addr) = metrics_listen {
+                let listener = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .with_context(|| format!("listen on {addr}"))?;
+                tracing::info!(addr = %listener.local_addr()?, "back-office metrics on /metrics");
+                let app = axum::Router::new().route(
+                    "/metrics",
+                    axum::routing::get(move || {
+                        let stats = stats.clone();
+                        async move { stats.render() }
+                    }),
+                );
+                tokio::spawn(async move { axum::serve(listener, app).await });
+            } else {
+                spawn_backoffice_log(stats);
+            }
+            tracing::info!(%nats, "back-office consumer running");
+            tokio::select! {
+                r = consumer.run() => r?,
+                _ = tokio::signal::ctrl_c() => {}
+            }
         }
         Cmd::Load {
             scenario,
@@ -225,4 +356,59 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn relay_config(s: &StreamArgs) -> outbox::RelayConfig {
+    outbox::RelayConfig {
+        stream: s.stream.clone(),
+        subject_prefix: s.subject_prefix.clone(),
+        duplicate_window: Duration::from_secs(s.duplicate_window.max(1)),
+        ..Default::default()
+    }
+}
+
+/// Logs the relay's counters every 10 s while they move.
+fn spawn_relay_log(stats: Arc<outbox::RelayStats>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    tokio::spawn(async move {
+        let mut last = u64::MAX;
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let published = stats.published.load(Relaxed);
+            if published != last {
+                tracing::info!(
+                    published,
+                    duplicates = stats.duplicates.load(Relaxed),
+                    marked = stats.marked.load(Relaxed),
+                    errors = stats.errors.load(Relaxed),
+                    oldest_unpublished_ms = stats.oldest_unpublished_ms.load(Relaxed),
+                    "outbox relay"
+                );
+                last = published;
+            }
+        }
+    });
+}
+
+/// Logs the back-office counters and the last pipeline lag every 10 s while they move.
+fn spawn_backoffice_log(stats: Arc<backoffice::BackofficeStats>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    tokio::spawn(async move {
+        let mut last = u64::MAX;
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let applied = stats.applied.load(Relaxed);
+            if applied != last {
+                tracing::info!(
+                    applied,
+                    duplicates = stats.duplicates.load(Relaxed),
+                    invalid = stats.invalid.load(Relaxed),
+                    errors = stats.errors.load(Relaxed),
+                    last_lag_ms = stats.last_lag_ms.load(Relaxed),
+                    "back office"
+                );
+                last = applied;
+            }
+        }
+    });
 }
