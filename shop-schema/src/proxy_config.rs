@@ -1,6 +1,7 @@
 //! A proxy config for the shop: a topology's `peakgate.toml` with its shard map (`[sharding]`,
 //! `[[tables]]`) replaced by the shop's (`shop-schema/peakgate.toml`), optionally with the
-//! tables moved to another database and the listeners moved.
+//! tables moved to another database and the listeners moved, and read-your-writes across the
+//! sessions of the shop's user.
 
 /// The shop's shard map, as shipped in `shop-schema/peakgate.toml`.
 pub const SHOP_MAP: &str = include_str!("../peakgate.toml");
@@ -36,6 +37,14 @@ pub fn merge(topology: &str, o: &Overrides) -> anyhow::Result<String> {
     cfg.remove("tables");
     for (k, v) in map {
         cfg.insert(k, v);
+    }
+    // The shop is one client user with a connection pool: a write on one pooled connection and
+    // the read after it on another must still see it (read-your-writes across the user's
+    // sessions, docs/routing.md).
+    if let Some(toml::Value::Table(routing)) = cfg.get_mut("routing") {
+        routing
+            .entry("read_your_writes_scope")
+            .or_insert_with(|| toml::Value::String("user".into()));
     }
     if let Some(toml::Value::Table(listen)) = cfg.get_mut("listen") {
         if let Some(m) = &o.mysql {
