@@ -342,7 +342,10 @@ async fn flash_sale_never_oversells() -> anyhow::Result<()> {
         let orders = shop
             .sql_count("SELECT COUNT(*) FROM order_items WHERE sku_id = 1001")
             .await?;
-        anyhow::ensure!(orders == STOCK as i64, "order lines for 1001 (one per flash order): {orders}");
+        anyhow::ensure!(
+            orders == STOCK as i64,
+            "order lines for 1001 (one per flash order): {orders}"
+        );
         anyhow::Ok(())
     }
     .await;
