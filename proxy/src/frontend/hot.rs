@@ -12,7 +12,6 @@ use super::Session;
 use super::shard::ShardDecision;
 use crate::errors::ClientError;
 use crate::protocol;
-use crate::protocol::response::encode_ok;
 use crate::protocol::stmt::ParamValue;
 
 /// The hot table, for `analyze`.
@@ -79,18 +78,7 @@ impl Session {
         match res {
             JobResult::Ok { affected_rows } => {
                 self.last_write = Some(std::time::Instant::now());
-                let mut ok = Vec::new();
-                let packet = crate::protocol::response::OkPacket {
-                    affected_rows,
-                    last_insert_id: 0,
-                    status: self.status_flags(),
-                    warnings: 0,
-                    info: b"",
-                    session_state: b"",
-                };
-                encode_ok(&mut ok, 0x00, &packet, self.caps);
-                self.client.write_packet(seq, &ok);
-                self.client.flush().await?;
+                self.send_ok_counts(seq, affected_rows, 0, 0).await?;
             }
             JobResult::Server(e) => {
                 self.send_error_raw(seq, e.code, &e.sqlstate, &e.message)
@@ -202,34 +190,15 @@ impl Session {
                 Err(e) => return self.backend_failed(seq, &e).await,
             }
         }
-        match crate::scatter::write(&mut conns).await {
+        let res = crate::scatter::write(&mut conns).await;
+        drop(conns);
+        match res {
             Ok(total) => {
-                drop(conns);
-                let mut ok = Vec::new();
-                let packet = crate::protocol::response::OkPacket {
-                    affected_rows: total.affected_rows,
-                    last_insert_id: 0,
-                    status: self.status_flags(),
-                    warnings: total.warnings,
-                    info: b"",
-                    session_state: b"",
-                };
-                encode_ok(&mut ok, 0x00, &packet, self.caps);
-                self.client.write_packet(seq, &ok);
-                self.client.flush().await
+                self.send_ok_counts(seq, total.affected_rows, 0, total.warnings)
+                    .await
             }
             Err(e) => {
-                drop(conns);
-                let (code, state, msg) = match e {
-                    crate::scatter::ScatterError::Server { shard, err } => {
-                        (err.code, err.sqlstate, format!("{shard}: {}", err.message))
-                    }
-                    crate::scatter::ScatterError::Backend { shard, source } => {
-                        let (c, s, m) = crate::errors::from_backend(&source);
-                        (c, s, format!("{shard}: {m}"))
-                    }
-                    crate::scatter::ScatterError::Merge(m) => (1105, "HY000".into(), m),
-                };
+                let (code, state, msg) = super::shard::scatter_error(e);
                 self.send_error_raw(seq, code, &state, &msg).await
             }
         }

@@ -253,6 +253,29 @@ impl Session {
         s
     }
 
+    /// An OK the proxy composes for a statement it ran itself (several shards, the hot-row
+    /// queue): its counts and the session's status flags.
+    async fn send_ok_counts(
+        &mut self,
+        seq: u8,
+        affected_rows: u64,
+        last_insert_id: u64,
+        warnings: u16,
+    ) -> Result<(), protocol::Error> {
+        let packet = crate::protocol::response::OkPacket {
+            affected_rows,
+            last_insert_id,
+            status: self.status_flags(),
+            warnings,
+            info: b"",
+            session_state: b"",
+        };
+        let mut ok = Vec::new();
+        crate::protocol::response::encode_ok(&mut ok, 0x00, &packet, self.caps);
+        self.client.write_packet(seq, &ok);
+        self.client.flush().await
+    }
+
     async fn send_ok(&mut self, seq: u8) -> Result<(), protocol::Error> {
         let ok = simple_ok(self.status_flags(), self.caps);
         self.client.write_packet(seq, &ok);

@@ -232,7 +232,7 @@ impl Session {
 
     /// The instance a backend address belongs to (the primary when none does, which cannot
     /// happen for connections the session took from its routes).
-    fn instance_of(&self, addr: &str) -> Arc<Instance> {
+    pub(super) fn instance_of(&self, addr: &str) -> Arc<Instance> {
         self.shared
             .topology
             .instances

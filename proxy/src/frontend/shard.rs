@@ -17,7 +17,6 @@ use super::Session;
 use crate::errors::ClientError;
 use crate::metrics::METRICS;
 use crate::protocol;
-use crate::protocol::response::encode_ok;
 use crate::protocol::stmt::ParamValue;
 use crate::scatter::{self, ScatterError};
 
@@ -179,7 +178,7 @@ impl Session {
         text: &str,
         keys: &MapKeys<'_>,
     ) -> Result<Option<Analysis>, ClientError> {
-        let key = (stmt.digest, schema_hash(keys.schema));
+        let key = (stmt.digest, super::route::schema_key(keys.schema));
         if self.shared.touches_map(key) == Some(false) {
             return Ok(None);
         }
@@ -206,12 +205,7 @@ impl Session {
 
     /// The topology shard index of a backend address.
     pub(super) fn shard_of_addr(&self, addr: &str) -> usize {
-        self.shared
-            .topology
-            .instances
-            .iter()
-            .find(|i| &*i.addr == addr)
-            .map_or(self.shared.topology.default_shard, |i| i.shard)
+        self.instance_of(addr).shard
     }
 
     /// Runs a statement that needs several shards (or generated ids) and answers the client.
@@ -304,18 +298,8 @@ impl Session {
                     self.state.last_insert_id = first_id;
                 }
                 self.last_write = Some(std::time::Instant::now());
-                let mut ok = Vec::new();
-                let packet = crate::protocol::response::OkPacket {
-                    affected_rows: total.affected_rows,
-                    last_insert_id: first_id,
-                    status: self.status_flags(),
-                    warnings: total.warnings,
-                    info: b"",
-                    session_state: b"",
-                };
-                encode_ok(&mut ok, 0x00, &packet, self.caps);
-                self.client.write_packet(seq, &ok);
-                self.client.flush().await
+                self.send_ok_counts(seq, total.affected_rows, first_id, total.warnings)
+                    .await
             }
             Err(e) => {
                 let (code, state, msg) = scatter_error(e);
@@ -455,10 +439,6 @@ fn is_read_only(stmt: &Statement) -> bool {
     t.contains("READ ONLY")
 }
 
-fn schema_hash(schema: Option<&str>) -> u64 {
-    super::route::schema_key(schema)
-}
-
 /// Whether the text mentions the name of a mapped table (for SQL the parser cannot read).
 fn names_a_mapped_table(text: &str, map: &ShardMap) -> bool {
     let lower = text.to_ascii_lowercase();
@@ -500,7 +480,7 @@ fn plan_error(e: &ShardPlanError) -> ClientError {
 
 /// The client's error for a failed scatter statement: the server's own code and state, the
 /// message prefixed with the shard.
-fn scatter_error(e: ScatterError) -> (u16, String, String) {
+pub(super) fn scatter_error(e: ScatterError) -> (u16, String, String) {
     match e {
         ScatterError::Server { shard, err } => (
             err.code,
