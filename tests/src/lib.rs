@@ -30,10 +30,15 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Runs `scripts/topology up` once per test process and returns the config it wrote.
+/// Runs `scripts/topology up` once per test process and returns the config it wrote; with
+/// `PEAKGATE_CONFIG` set, uses that running topology's config as is (another checkout's topology,
+/// whose fixed ports this one could not take).
 pub fn ensure_topology() -> anyhow::Result<PathBuf> {
     static UP: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     UP.get_or_init(|| {
+        if let Ok(path) = std::env::var("PEAKGATE_CONFIG") {
+            return Ok(PathBuf::from(path));
+        }
         let root = repo_root();
         let out = Command::new(root.join("scripts/topology"))
             .args(["up", "--quiet"])
