@@ -12,6 +12,7 @@
 //! - `digests`: per-digest statement statistics in bounded memory (top-N for `/status/digests`).
 //! - `limits`: peak-protection rules (rate and concurrency limits, feature switches, route, delay)
 //!   and the decision they take per statement.
+//! - `xa`: cross-shard transactions as MariaDB XA (ids, commit decision record, recovery).
 //! - `sampler`: the per-second QPS / p99 / clients series behind the admin status page.
 //! - `config`, `metrics`, `admin`, `errors`, `server` (listeners and shared state).
 //!
@@ -32,6 +33,7 @@ pub mod sampler;
 pub mod scatter;
 pub mod server;
 pub mod session_state;
+pub mod xa;
 
 pub use config::Config;
 pub use server::Proxy;

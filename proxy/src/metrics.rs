@@ -70,6 +70,11 @@ pub const BREAKER_OPENS: &str = "peakgate_breaker_opens_total";
 pub const MAP_RELOADS: &str = "peakgate_shard_map_reloads_total";
 /// Counter, label `kind` (read | write): statements run on several shards.
 pub const SCATTER: &str = "peakgate_scatter_statements_total";
+/// Counter, label `outcome` (one_phase | two_phase | rollback | failed): ended XA (cross-shard)
+/// transactions.
+pub const XA_TRANSACTIONS: &str = "peakgate_xa_transactions_total";
+/// Counter, label `action` (commit | rollback): prepared XA branches resolved by recovery.
+pub const XA_RECOVERED: &str = "peakgate_xa_recovered_branches_total";
 /// Gauge, labels `instance`, `shard`, `role`: replica lag in milliseconds measured by the
 /// heartbeat (absent while unknown).
 pub const REPLICA_LAG: &str = "peakgate_replica_lag_ms";
@@ -159,6 +164,14 @@ pub struct Metrics {
     pub per_shard: [Counter; 16],
     pub scatter_reads: Counter,
     pub scatter_writes: Counter,
+    pub xa_one_phase: Counter,
+    pub xa_two_phase: Counter,
+    pub xa_rollbacks: Counter,
+    pub xa_failed: Counter,
+    pub xa_recovered_commit: Counter,
+    pub xa_recovered_rollback: Counter,
+    /// XA recovery passes run.
+    pub xa_sweeps: Counter,
     pub map_reloads: Counter,
     pub throttled_writes: Counter,
     /// Statements on hot SKU rows, run on the hot instance.
@@ -377,6 +390,32 @@ pub fn render(
     );
     let _ = writeln!(s, "{SCATTER}{{kind=\"read\"}} {}", m.scatter_reads.get());
     let _ = writeln!(s, "{SCATTER}{{kind=\"write\"}} {}", m.scatter_writes.get());
+    head(
+        &mut s,
+        XA_TRANSACTIONS,
+        "counter",
+        "Ended cross-shard (XA) transactions by outcome.",
+    );
+    for (outcome, c) in [
+        ("one_phase", &m.xa_one_phase),
+        ("two_phase", &m.xa_two_phase),
+        ("rollback", &m.xa_rollbacks),
+        ("failed", &m.xa_failed),
+    ] {
+        let _ = writeln!(s, "{XA_TRANSACTIONS}{{outcome=\"{outcome}\"}} {}", c.get());
+    }
+    head(
+        &mut s,
+        XA_RECOVERED,
+        "counter",
+        "Prepared XA branches resolved by recovery.",
+    );
+    for (action, c) in [
+        ("commit", &m.xa_recovered_commit),
+        ("rollback", &m.xa_recovered_rollback),
+    ] {
+        let _ = writeln!(s, "{XA_RECOVERED}{{action=\"{action}\"}} {}", c.get());
+    }
     head(
         &mut s,
         REPLICA_LAG,

@@ -107,6 +107,8 @@ pub struct Shared {
     rule_tables: std::sync::Mutex<TablesCache>,
     /// Ids for sharded tables' gene columns (`sharding.node_id` keeps proxies apart).
     ids: std::sync::Mutex<peakgate_router::IdGenerator>,
+    /// XA transaction ids and the transactions live sessions own (`crate::xa`).
+    pub xa: Arc<crate::xa::Coordinator>,
 }
 
 impl Shared {
@@ -310,6 +312,7 @@ impl Proxy {
         {
             info!(file, "limits rules loaded from the runtime file");
         }
+        let xa = crate::xa::Coordinator::new(config.shard_map().node_id());
         let ids = peakgate_router::IdGenerator::new(config.shard_map().node_id())
             .map_err(|e| anyhow::anyhow!("sharding.node_id: {e}"))?;
         let hot = match &config.hotspot {
@@ -352,6 +355,7 @@ impl Proxy {
                 std::num::NonZeroUsize::new(4096).expect("4096 is not zero"),
             )),
             ids: std::sync::Mutex::new(ids),
+            xa,
             map,
             limits: Arc::new(limits),
             digests: crate::digests::DigestStats::default(),
@@ -394,6 +398,7 @@ impl Proxy {
             tokio::spawn(crate::admin::serve(admin, s, series, rx).instrument(info_span!("admin")));
         }
         crate::backend::monitor::spawn(&shared.topology, &shared.config, shutdown.clone());
+        crate::xa::spawn(shared.clone(), shutdown.clone());
         if shared.hot.is_some() {
             let s = shared.clone();
             let mut rx = shutdown.clone();

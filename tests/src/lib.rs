@@ -215,6 +215,32 @@ pub const S0_PRIMARY: u16 = 3311;
 pub const S0_REPLICA: u16 = 3312;
 /// The topology's reporting replica of s0.
 pub const S0_REPORTING: u16 = 3313;
+/// The s1 primary's port in the local topology.
+pub const S1_PRIMARY: u16 = 3321;
+
+/// Inserts members 1..=20 (`members (member_id, name, tier)` of the session's database, sharded
+/// by member_id over s0 and s1) through the proxy connection `p`; returns the lowest member on
+/// s0 and on s1, read directly on the primaries.
+pub async fn members_on_both_shards(
+    p: &mut mysql_async::Conn,
+    db: &str,
+) -> anyhow::Result<(i64, i64)> {
+    use mysql_async::prelude::Queryable;
+    let vals: Vec<String> = (1..=20).map(|i| format!("({i}, 'm{i}', 0)")).collect();
+    p.query_drop(format!(
+        "INSERT INTO members (member_id, name, tier) VALUES {}",
+        vals.join(", ")
+    ))
+    .await?;
+    let mut on = Vec::new();
+    for port in [S0_PRIMARY, S1_PRIMARY] {
+        let mut d = direct(port, Some(db)).await?;
+        let first: Option<i64> = d.query_first("SELECT MIN(member_id) FROM members").await?;
+        d.disconnect().await?;
+        on.push(first.ok_or_else(|| anyhow::anyhow!("no member on {port}"))?);
+    }
+    Ok((on[0], on[1]))
+}
 
 /// A name no other test (in this or another process) uses: `prefix`, the process id and a counter.
 pub fn unique_name(prefix: &str) -> String {

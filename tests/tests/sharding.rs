@@ -6,10 +6,9 @@
 //! The map is the topology's, moved to a database of the test's own.
 
 use mysql_async::prelude::*;
-use peakgate_tests::{S0_PRIMARY, TestProxy, direct, unique_name};
-
-/// The topology's s1 primary.
-const S1_PRIMARY: u16 = 3321;
+use peakgate_tests::{
+    S0_PRIMARY, S1_PRIMARY, TestProxy, direct, members_on_both_shards, unique_name,
+};
 
 /// A small deterministic generator (the seed is printed on failure).
 struct Rng(u64);
@@ -312,20 +311,7 @@ async fn transactions_keys_prepared_statements_and_refusals() -> anyhow::Result<
             d.disconnect().await?;
         }
         // Members 1..=20 spread over both shards; find one per shard.
-        let vals: Vec<String> = (1..=20).map(|i| format!("({i}, 'm{i}', 0)")).collect();
-        p.query_drop(format!(
-            "INSERT INTO members (member_id, name, tier) VALUES {}",
-            vals.join(", ")
-        ))
-        .await?;
-        let mut on = Vec::new();
-        for port in [S0_PRIMARY, S1_PRIMARY] {
-            let mut d = direct(port, Some(&db)).await?;
-            let first: Option<i64> = d.query_first("SELECT MIN(member_id) FROM members").await?;
-            d.disconnect().await?;
-            on.push(first.ok_or_else(|| anyhow::anyhow!("no member on {port}"))?);
-        }
-        let (a, b) = (on[0], on[1]);
+        let (a, b) = members_on_both_shards(&mut p, &db).await?;
 
         // Prepared statements route by their parameter.
         for m in [a, b] {

@@ -97,6 +97,9 @@ pub struct BackendConn {
     /// The instance's failure epoch when this connection was first used (see
     /// `Instance::epoch`): a connection from before a failure is discarded, not trusted.
     pub epoch: Option<u32>,
+    /// The GTID of the last transaction a command of the proxy's own committed here (session
+    /// tracking of `last_gtid`; read-your-writes after an XA commit).
+    pub last_gtid: Option<peakgate_router::plan::Gtid>,
     stmts: HashMap<StmtKey, BackendStmt>,
     stmt_order: VecDeque<StmtKey>,
     /// Login credentials and the greeting's scramble, for COM_CHANGE_USER.
@@ -221,6 +224,7 @@ impl BackendConn {
             state: SessionState::default(),
             multi_statements: true,
             epoch: None,
+            last_gtid: None,
             stmts: HashMap::new(),
             stmt_order: VecDeque::new(),
             login: Login {
@@ -322,6 +326,19 @@ impl BackendConn {
                 let ok = parse_ok(&first, self.caps).map_err(|e| self.proto_err(e))?;
                 if !ok.session_state.is_empty() {
                     let ch = state_changes(ok.session_state).map_err(|e| self.proto_err(e))?;
+                    for c in &ch {
+                        if let crate::protocol::response::StateChange::SystemVariable {
+                            name,
+                            value,
+                        } = c
+                            && name.eq_ignore_ascii_case(b"last_gtid")
+                            && let Some(g) = std::str::from_utf8(value)
+                                .ok()
+                                .and_then(peakgate_router::plan::Gtid::parse)
+                        {
+                            self.last_gtid = Some(g);
+                        }
+                    }
                     self.state.apply(&ch);
                 }
                 let more = ok.status & SERVER_MORE_RESULTS_EXISTS != 0;

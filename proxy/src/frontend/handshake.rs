@@ -76,6 +76,7 @@ impl LoggedIn {
             last_gtids: Vec::new(),
             user_ryw: self.shared.user_writes(&self.user),
             deferred_begin: None,
+            xa: None,
             current_digest: None,
             statement_failed: false,
             statement_rows: 0,

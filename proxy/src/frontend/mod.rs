@@ -15,6 +15,7 @@ mod protect;
 mod query;
 mod route;
 mod shard;
+mod xa;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -92,6 +93,8 @@ pub struct Session {
     /// A BEGIN held back until the first statement shows which shard the transaction lives on
     /// (only with a shard map).
     deferred_begin: Option<String>,
+    /// The open cross-shard (XA) transaction (`cross_shard_transactions = "xa"`).
+    xa: Option<xa::XaTxn>,
     /// The running statement's digest and text, for `/status/digests`.
     current_digest: Option<(u64, Arc<str>)>,
     /// The running statement ended in an ERR.
@@ -244,7 +247,7 @@ impl Session {
     /// The status flags the client should see from an answer the proxy makes itself.
     fn status_flags(&self) -> u16 {
         let mut s = 0;
-        if self.pins.in_txn || self.deferred_begin.is_some() {
+        if self.pins.in_txn || self.deferred_begin.is_some() || self.xa.is_some() {
             s |= SERVER_STATUS_IN_TRANS;
         }
         if self.state.is_autocommit() {
@@ -308,6 +311,7 @@ impl Session {
     /// Gives up the backend connection: reset it first if it carries connection-bound state.
     async fn release_pinned(&mut self) {
         self.deferred_begin = None;
+        self.xa_abandon();
         if let Some(mut c) = self.pinned.take() {
             if (self.pins.needs_reset() || c.broken) && c.reset().await.is_err() {
                 c.broken = true;

@@ -290,6 +290,7 @@ impl Session {
     /// The backend connection died under the session: whatever it held (transaction, locks, temp
     /// tables) is gone with it.
     pub(super) fn after_lost_backend(&mut self) {
+        self.xa_branch_lost();
         self.pins = super::Pins::default();
     }
 
@@ -316,7 +317,8 @@ impl Session {
         let ok = out.error.is_none();
         let pins = &mut self.pins;
         if out.status_known {
-            pins.in_txn = out.status & SERVER_STATUS_IN_TRANS != 0;
+            // An XA branch stays with the session until the transaction ends.
+            pins.in_txn = out.status & SERVER_STATUS_IN_TRANS != 0 || self.xa.is_some();
         }
         pins.one_shot = out.warnings > 0;
         if let Some(fx) = effects {

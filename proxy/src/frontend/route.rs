@@ -253,7 +253,8 @@ impl Session {
         let mut c = self.pooled(&route.inst.clone()).await?;
         if let Some(begin) = self.deferred_begin.take() {
             // The transaction the client opened starts here, on the shard its first statement needs.
-            c.query(&begin).await?;
+            self.open_transaction(&mut c, route.inst.shard, &begin)
+                .await?;
         }
         if let Some(g) = route.wait_for.take() {
             METRICS.ryw_waits.inc();

@@ -42,7 +42,26 @@ impl Session {
         let map_arc = shared.shard_map();
         let map = &*map_arc;
         let default = shared.topology.default_shard;
+        if self.xa.is_some() {
+            if stmt.kind == StatementKind::TxnEnd && stmt.keyword != "XA" {
+                self.xa_end(seq, stmt).await?;
+                return Ok(ShardDecision::Answered);
+            }
+            if let Some(e) = self.xa_lost() {
+                self.send_error(seq, &e).await;
+                return Ok(ShardDecision::Answered);
+            }
+        }
         if let Some(d) = self.hot_decision(seq, stmt, sql, params).await? {
+            if let ShardDecision::One(hot) = d
+                && self.xa.is_some()
+            {
+                return Ok(if self.xa_switch(seq, hot).await? {
+                    d
+                } else {
+                    ShardDecision::Answered
+                });
+            }
             if let ShardDecision::One(hot) = d
                 && let Some(p) = self.pinned.as_ref().map(|c| self.shard_of_addr(&c.addr))
                 && p != hot
@@ -133,8 +152,15 @@ impl Session {
         };
         METRICS.shard_plan(&plan.shards);
         let in_txn = pinned_shard.is_some() || self.deferred_begin.is_some();
+        // In an XA transaction a statement for another shard runs on that shard's branch.
+        if self.xa.is_some()
+            && let Shards::One(s) = plan.shards
+            && !self.xa_switch(seq, s.index()).await?
+        {
+            return Ok(ShardDecision::Answered);
+        }
         match (&plan.shards, pinned_shard) {
-            (Shards::One(s), Some(p)) if s.index() != p => {
+            (Shards::One(s), Some(p)) if s.index() != p && self.xa.is_none() => {
                 let e = cross_shard(map, *s, p);
                 self.send_error(seq, &e).await;
                 return Ok(ShardDecision::Answered);
@@ -143,8 +169,9 @@ impl Session {
                 let e = ClientError::new(
                     1235,
                     "42000",
-                    "this statement runs on several shards, which a transaction cannot span \
-                     (sharding.cross_shard_transactions = \"error\"); run it outside the transaction",
+                    "this statement runs on several shards, which a statement inside a transaction cannot \
+                     (even with sharding.cross_shard_transactions = \"xa\", each statement of a transaction \
+                     must route to one shard); run it outside the transaction",
                 );
                 self.send_error(seq, &e).await;
                 return Ok(ShardDecision::Answered);
@@ -267,9 +294,19 @@ impl Session {
             }
             _ => shards.iter().map(|s| (*s, text.to_string())).collect(),
         };
+        // Inside a transaction the statement runs on the transaction's connection (one shard:
+        // statements for several shards were refused above).
+        let txn = (self.pins.in_txn || self.deferred_begin.is_some())
+            && statements.len() == 1
+            && a.ddl.is_none();
         let mut conns = Vec::with_capacity(statements.len() + 1);
         for (s, sql) in statements {
-            match self.primary_conn(s.index()).await {
+            let conn = if txn {
+                self.txn_conn(s.index()).await
+            } else {
+                self.primary_conn(s.index()).await
+            };
+            match conn {
                 Ok(c) => conns.push((map.shard_name(s).to_string(), c, sql)),
                 Err(e) => return self.backend_failed(seq, &e).await,
             }
@@ -291,11 +328,26 @@ impl Session {
             METRICS.scatter_writes.inc();
         }
         let res = scatter::write(&mut conns).await;
+        if txn && let Some((_, c, _)) = conns.pop() {
+            if c.broken {
+                drop(c);
+                self.after_lost_backend();
+            } else {
+                self.pinned = Some(c);
+                self.pins.in_txn = true;
+            }
+        }
         drop(conns);
         match res {
             Ok(total) => {
                 if first_id != 0 {
                     self.state.last_insert_id = first_id;
+                    // A kept connection answers LAST_INSERT_ID() itself: give it the id.
+                    if let Some(c) = self.pinned.as_mut()
+                        && c.sync_to(&self.state).await.is_err()
+                    {
+                        c.broken = true;
+                    }
                 }
                 self.last_write = Some(std::time::Instant::now());
                 self.send_ok_counts(seq, total.affected_rows, first_id, total.warnings)
@@ -306,6 +358,24 @@ impl Session {
                 self.send_error_raw(seq, code, &state, &msg).await
             }
         }
+    }
+
+    /// The connection of the session's transaction on `shard`: the pinned one, or (first
+    /// statement after a held-back BEGIN) a pooled one on which the transaction opens.
+    async fn txn_conn(
+        &mut self,
+        shard: usize,
+    ) -> Result<crate::backend::PooledConn, crate::backend::Error> {
+        if self.pins.in_txn
+            && let Some(c) = self.pinned.take()
+        {
+            return Ok(c);
+        }
+        let mut c = self.primary_conn(shard).await?;
+        if let Some(begin) = self.deferred_begin.take() {
+            self.open_transaction(&mut c, shard, &begin).await?;
+        }
+        Ok(c)
     }
 
     /// A pooled connection to a shard's primary, brought to the session's state.
