@@ -1,6 +1,6 @@
 //! Runs one statement on several shards: scatter reads (the rewritten SQL sent to every shard's
-//! connection first, then each answer read and fed to `router::merge`, the merged rows encoded as
-//! one text result set), and writes that reach several shards (broadcast tables, DDL, scatter
+//! connection first, then the answers read row by row, interleaved as `router::merge` needs
+//! them, the merged rows encoded as one text result set), and writes that reach several shards (broadcast tables, DDL, scatter
 //! UPDATE/DELETE, a multi-row INSERT split per shard), answered with one OK.
 
 use bytes::BytesMut;
@@ -153,7 +153,9 @@ async fn read_inner<C: AsyncWrite + Unpin>(
     let n = conns.len();
     let mut merger: Option<Merger> = None;
     let mut visible = 0usize;
-    for (i, (shard, c)) in conns.iter_mut().enumerate() {
+    let mut widths = Vec::with_capacity(n);
+    // Every shard's column definitions first (the first shard's go to the client).
+    for (shard, c) in conns.iter_mut() {
         let shard = shard.clone();
         let backend = |source| ScatterError::Backend {
             shard: shard.clone(),
@@ -174,6 +176,7 @@ async fn read_inner<C: AsyncWrite + Unpin>(
             _ => {}
         }
         let cols = Reader::new(&first).lenenc_int().unwrap_or(0) as usize;
+        widths.push(cols);
         let mut these = Vec::with_capacity(cols);
         for _ in 0..cols {
             let p = c.read().await.map_err(backend)?;
@@ -187,70 +190,74 @@ async fn read_inner<C: AsyncWrite + Unpin>(
             visible = cols.saturating_sub(spec.hidden_columns);
             merger =
                 Some(Merger::new(spec, types, n).map_err(|e| ScatterError::Merge(e.to_string()))?);
-            let defs = these;
-            // Column count and definitions go out before any row.
-            let mut count = Vec::new();
-            put_lenenc_int(&mut count, visible as u64);
-            client.write_packet(*seq, &count);
-            *seq = seq.wrapping_add(1);
-            let renamed: Vec<(usize, &str)> = spec
-                .renamed
-                .iter()
-                .map(|(pos, name)| (resolve(*pos, visible), name.as_str()))
-                .collect();
-            for (k, d) in defs.iter().take(visible).enumerate() {
-                match renamed.iter().find(|(p, _)| *p == k) {
-                    Some((_, name)) => client.write_packet(*seq, &d.renamed(name, 4)),
-                    None => client.write_packet(*seq, &d.raw),
-                };
-                *seq = seq.wrapping_add(1);
-            }
-            if client_caps & CLIENT_DEPRECATE_EOF == 0 {
-                client.write_packet(*seq, &encode_eof(0, status));
-                *seq = seq.wrapping_add(1);
-            }
+            write_definitions(client, seq, spec, &these, visible, client_caps, status);
         }
-        let Some(m) = merger.as_mut() else {
-            return Err(ScatterError::Merge("no merger".into()));
+    }
+    let Some(m) = merger.as_mut() else {
+        return Err(ScatterError::Merge("no merger".into()));
+    };
+    // Then the rows, always from a shard the merge waits for: in a k-way merge the shard whose
+    // queue is empty (so at most about one row per shard is held), otherwise the first shard
+    // still sending (rows stream through as they come).
+    let mut ended = vec![false; n];
+    loop {
+        let pick = (0..n)
+            .find(|&i| !ended[i] && m.queued(i) == 0)
+            .or_else(|| (0..n).find(|&i| !ended[i]));
+        let Some(i) = pick else { break };
+        let (shard, c) = &mut conns[i];
+        let p = match c.read().await {
+            Ok(p) => p,
+            Err(source) => {
+                return Err(ScatterError::Backend {
+                    shard: shard.clone(),
+                    source,
+                });
+            }
         };
-        loop {
-            let p = c.read().await.map_err(backend)?;
-            match p.first() {
-                Some(0xfe) if p.len() < MAX_PAYLOAD => {
-                    let more = if c.caps & CLIENT_DEPRECATE_EOF != 0 {
-                        parse_ok(&p, c.caps).map(|o| o.status).unwrap_or(0)
-                    } else {
-                        parse_eof(&p).map(|(_, s)| s).unwrap_or(0)
-                    } & SERVER_MORE_RESULTS_EXISTS
-                        != 0;
-                    if more {
-                        c.broken = true;
-                    }
-                    break;
+        match p.first() {
+            Some(0xfe) if p.len() < MAX_PAYLOAD => {
+                let more = if c.caps & CLIENT_DEPRECATE_EOF != 0 {
+                    parse_ok(&p, c.caps).map(|o| o.status).unwrap_or(0)
+                } else {
+                    parse_eof(&p).map(|(_, s)| s).unwrap_or(0)
+                } & SERVER_MORE_RESULTS_EXISTS
+                    != 0;
+                if more {
+                    c.broken = true;
                 }
-                Some(0xff) => {
-                    // Rows may already be out: the client gets the error after them, as from
-                    // a server that fails mid-result.
-                    let err = parse_err(&p).map_err(|e| backend(proto(c, e)))?;
-                    return Err(ScatterError::Server { shard, err });
-                }
-                _ => {
-                    let row = decode_row(&p, cols).map_err(|e| backend(proto(c, e)))?;
-                    m.push(i, row)
-                        .map_err(|e| ScatterError::Merge(e.to_string()))?;
-                    write_ready(m, client, seq, visible);
-                    if client.pending_write() >= 64 * 1024 {
-                        client
-                            .flush()
-                            .await
-                            .map_err(|_| ScatterError::Merge("client gone".into()))?;
-                    }
-                }
+                ended[i] = true;
+                m.end_shard(i)
+                    .map_err(|e| ScatterError::Merge(e.to_string()))?;
+            }
+            Some(0xff) => {
+                // Rows may already be out: the client gets the error after them, as from a
+                // server that fails mid-result.
+                let err = parse_err(&p).map_err(|e| ScatterError::Backend {
+                    shard: shard.clone(),
+                    source: proto(c, e),
+                })?;
+                return Err(ScatterError::Server {
+                    shard: shard.clone(),
+                    err,
+                });
+            }
+            _ => {
+                let row = decode_row(&p, widths[i]).map_err(|e| ScatterError::Backend {
+                    shard: shard.clone(),
+                    source: proto(c, e),
+                })?;
+                m.push(i, row)
+                    .map_err(|e| ScatterError::Merge(e.to_string()))?;
             }
         }
-        m.end_shard(i)
-            .map_err(|e| ScatterError::Merge(e.to_string()))?;
         write_ready(m, client, seq, visible);
+        if client.pending_write() >= 64 * 1024 {
+            client
+                .flush()
+                .await
+                .map_err(|_| ScatterError::Merge("client gone".into()))?;
+        }
     }
     if client_caps & CLIENT_DEPRECATE_EOF != 0 {
         let mut ok = vec![0xfe];
@@ -273,6 +280,38 @@ fn resolve(pos: ColumnPos, visible: usize) -> usize {
         ColumnPos::Start(n) => n,
         ColumnPos::End(n) => visible.saturating_sub(1 + n),
         ColumnPos::Hidden(n) => visible + n,
+    }
+}
+
+/// The column count and definitions of the merged result (renamed where the rewrite asks).
+fn write_definitions<C: AsyncWrite + Unpin>(
+    client: &mut Framed<C>,
+    seq: &mut u8,
+    spec: &MergeSpec,
+    defs: &[ColumnDef],
+    visible: usize,
+    client_caps: u32,
+    status: u16,
+) {
+    let mut count = Vec::new();
+    put_lenenc_int(&mut count, visible as u64);
+    client.write_packet(*seq, &count);
+    *seq = seq.wrapping_add(1);
+    let renamed: Vec<(usize, &str)> = spec
+        .renamed
+        .iter()
+        .map(|(pos, name)| (resolve(*pos, visible), name.as_str()))
+        .collect();
+    for (k, d) in defs.iter().take(visible).enumerate() {
+        match renamed.iter().find(|(p, _)| *p == k) {
+            Some((_, name)) => client.write_packet(*seq, &d.renamed(name, 4)),
+            None => client.write_packet(*seq, &d.raw),
+        };
+        *seq = seq.wrapping_add(1);
+    }
+    if client_caps & CLIENT_DEPRECATE_EOF == 0 {
+        client.write_packet(*seq, &encode_eof(0, status));
+        *seq = seq.wrapping_add(1);
     }
 }
 
