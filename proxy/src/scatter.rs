@@ -37,6 +37,8 @@ struct ColumnDef {
     name_range: std::ops::Range<usize>,
     decimals_at: usize,
     ty: ColumnType,
+    /// The protocol's column type byte and UNSIGNED flag (binary rows).
+    wire: (u8, bool),
 }
 
 fn parse_def(raw: BytesMut) -> Result<ColumnDef, protocol::Error> {
@@ -56,12 +58,14 @@ fn parse_def(raw: BytesMut) -> Result<ColumnDef, protocol::Error> {
     let decimals_at = raw.len() - r.remaining();
     let _decimals = r.u8()?;
     let unsigned = flags & 0x20 != 0;
+    let wire = (ty, unsigned);
     let ty = match ty {
         0x00 | 0xf6 => ColumnType::Decimal,
         0x01 | 0x02 | 0x03 | 0x08 | 0x09 | 0x0d if unsigned => ColumnType::UInt,
         0x01 | 0x02 | 0x03 | 0x08 | 0x09 | 0x0d => ColumnType::Int,
         0x04 | 0x05 => ColumnType::Float,
-        0x07 | 0x0a | 0x0b | 0x0c | 0x0e | 0x11 | 0x12 | 0x13 => ColumnType::Temporal,
+        0x0b | 0x13 => ColumnType::Time,
+        0x07 | 0x0a | 0x0c | 0x0e | 0x11 | 0x12 => ColumnType::Temporal,
         _ => ColumnType::Bytes,
     };
     Ok(ColumnDef {
@@ -69,6 +73,7 @@ fn parse_def(raw: BytesMut) -> Result<ColumnDef, protocol::Error> {
         name_range,
         decimals_at,
         ty,
+        wire,
     })
 }
 
@@ -114,9 +119,10 @@ pub async fn read<C: AsyncWrite + Unpin>(
     client: &mut Framed<C>,
     client_caps: u32,
     status: u16,
+    binary: bool,
 ) -> Result<(), ReadFailure> {
     let mut seq = 1u8;
-    match read_inner(conns, spec, client, client_caps, status, &mut seq).await {
+    match read_inner(conns, spec, client, client_caps, status, binary, &mut seq).await {
         Ok(()) => Ok(()),
         Err(error) => {
             // Whatever is still unread on any connection makes it unusable.
@@ -137,6 +143,7 @@ async fn read_inner<C: AsyncWrite + Unpin>(
     client: &mut Framed<C>,
     client_caps: u32,
     status: u16,
+    binary: bool,
     seq: &mut u8,
 ) -> Result<(), ScatterError> {
     let mut payload = Vec::with_capacity(spec.shard_sql.len() + 1);
@@ -154,6 +161,8 @@ async fn read_inner<C: AsyncWrite + Unpin>(
     let mut merger: Option<Merger> = None;
     let mut visible = 0usize;
     let mut widths = Vec::with_capacity(n);
+    // Binary rows: each visible column's wire type.
+    let mut wire: Option<Vec<(u8, bool)>> = None;
     // Every shard's column definitions first (the first shard's go to the client).
     for (shard, c) in conns.iter_mut() {
         let shard = shard.clone();
@@ -191,6 +200,9 @@ async fn read_inner<C: AsyncWrite + Unpin>(
             merger =
                 Some(Merger::new(spec, types, n).map_err(|e| ScatterError::Merge(e.to_string()))?);
             write_definitions(client, seq, spec, &these, visible, client_caps, status);
+            if binary {
+                wire = Some(these.iter().take(visible).map(|d| d.wire).collect());
+            }
         }
     }
     let Some(m) = merger.as_mut() else {
@@ -251,7 +263,7 @@ async fn read_inner<C: AsyncWrite + Unpin>(
                     .map_err(|e| ScatterError::Merge(e.to_string()))?;
             }
         }
-        write_ready(m, client, seq, visible);
+        write_ready(m, client, seq, visible, wire.as_deref())?;
         if client.pending_write() >= 64 * 1024 {
             client
                 .flush()
@@ -315,24 +327,35 @@ fn write_definitions<C: AsyncWrite + Unpin>(
     }
 }
 
+/// Writes the merged rows that are ready: text rows, or binary rows of the `wire` types.
 fn write_ready<C: AsyncWrite + Unpin>(
     m: &mut Merger,
     client: &mut Framed<C>,
     seq: &mut u8,
     visible: usize,
-) {
+    wire: Option<&[(u8, bool)]>,
+) -> Result<(), ScatterError> {
     let mut buf = Vec::new();
     while let Some(row) = m.next_row() {
         buf.clear();
-        for cell in row.iter().take(visible) {
-            match cell {
-                None => buf.push(0xfb),
-                Some(v) => put_lenenc_str(&mut buf, v),
+        match wire {
+            None => {
+                for cell in row.iter().take(visible) {
+                    match cell {
+                        None => buf.push(0xfb),
+                        Some(v) => put_lenenc_str(&mut buf, v),
+                    }
+                }
+            }
+            Some(types) => {
+                crate::protocol::binary_row::encode(&mut buf, &row[..visible.min(row.len())], types)
+                    .map_err(|e| ScatterError::Merge(e.to_string()))?
             }
         }
         client.write_packet(*seq, &buf);
         *seq = seq.wrapping_add(1);
     }
+    Ok(())
 }
 
 fn decode_row(p: &[u8], cols: usize) -> Result<Row, protocol::Error> {

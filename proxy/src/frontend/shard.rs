@@ -100,7 +100,7 @@ impl Session {
                     split_rows: None,
                     generate_ids: false,
                 };
-                self.run_on_shards(seq, text, &a, &plan).await?;
+                self.run_on_shards(seq, text, &a, &plan, false).await?;
                 return Ok(ShardDecision::Answered);
             }
             return Ok(ShardDecision::One(default));
@@ -140,7 +140,10 @@ impl Session {
                 ParamValue::Int(v) => Some(KeyValue::Int(*v)),
                 ParamValue::UInt(v) => Some(KeyValue::UInt(*v)),
                 ParamValue::Bytes(b) => Some(KeyValue::Bytes(b)),
-                ParamValue::Null | ParamValue::Other => None,
+                ParamValue::Null
+                | ParamValue::Double(_)
+                | ParamValue::Temporal(_)
+                | ParamValue::Other => None,
             }
         };
         let plan = match shard_plan(&analysis, &keys, &param) {
@@ -184,16 +187,30 @@ impl Session {
         {
             return Ok(ShardDecision::One(s.index()));
         }
-        if params.is_some() {
+        let Some(params) = params else {
+            self.run_on_shards(seq, text, &analysis, &plan, false)
+                .await?;
+            return Ok(ShardDecision::Answered);
+        };
+        // A prepared statement for several shards (or with generated ids) runs as its text with
+        // the parameters written in; a read answers in the binary protocol EXECUTE expects.
+        let filled = protocol::stmt::interpolate(text, params);
+        let again = filled.as_deref().and_then(|t| {
+            let a = analyze(t, &keys).ok()?;
+            let p = shard_plan(&a, &keys, &|_| None).ok()?;
+            Some((a, p))
+        });
+        let (Some(filled), Some((a, p))) = (filled.as_deref(), again) else {
             let e = ClientError::new(
                 1235,
                 "42000",
-                "a prepared statement that runs on several shards (or needs generated ids) is not supported yet; send it as text, or give the shard key",
+                "a prepared statement that runs on several shards (or needs generated ids) cannot carry \
+                 parameters sent with COM_STMT_SEND_LONG_DATA or non-finite floats; send it as text, or give the shard key",
             );
             self.send_error(seq, &e).await;
             return Ok(ShardDecision::Answered);
-        }
-        self.run_on_shards(seq, text, &analysis, &plan).await?;
+        };
+        self.run_on_shards(seq, filled, &a, &p, true).await?;
         Ok(ShardDecision::Answered)
     }
 
@@ -235,13 +252,15 @@ impl Session {
         self.instance_of(addr).shard
     }
 
-    /// Runs a statement that needs several shards (or generated ids) and answers the client.
+    /// Runs a statement that needs several shards (or generated ids) and answers the client;
+    /// `binary`: rows in the binary protocol (the answer to COM_STMT_EXECUTE).
     async fn run_on_shards(
         &mut self,
         seq: u8,
         text: &str,
         a: &Analysis,
         plan: &ShardPlan,
+        binary: bool,
     ) -> Result<(), protocol::Error> {
         let shared = self.shared.clone();
         let map_arc = shared.shard_map();
@@ -269,7 +288,15 @@ impl Session {
             }
             METRICS.scatter_reads.inc();
             let status = self.status_flags();
-            let res = scatter::read(&mut conns, &spec, &mut self.client, self.caps, status).await;
+            let res = scatter::read(
+                &mut conns,
+                &spec,
+                &mut self.client,
+                self.caps,
+                status,
+                binary,
+            )
+            .await;
             drop(conns);
             if let Err(f) = res {
                 let (code, state, msg) = scatter_error(f.error);

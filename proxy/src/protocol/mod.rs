@@ -6,6 +6,7 @@
 //! tracking), `stmt` (prepared-statement packets).
 
 pub mod auth;
+pub mod binary_row;
 pub mod codec;
 pub mod constants;
 pub mod handshake;

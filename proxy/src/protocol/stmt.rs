@@ -181,14 +181,92 @@ mod tests {
 }
 
 /// A parameter value of COM_STMT_EXECUTE, as far as routing needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ParamValue {
     Null,
     Int(i64),
     UInt(u64),
     Bytes(Vec<u8>),
-    /// A type routing does not read (floats, dates), or data sent with SEND_LONG_DATA.
+    /// FLOAT or DOUBLE.
+    Double(f64),
+    /// DATE, DATETIME, TIMESTAMP or TIME, as MariaDB's text form (`2026-11-26 10:00:00.5`).
+    Temporal(String),
+    /// Data sent with SEND_LONG_DATA (not read here).
     Other,
+}
+
+impl ParamValue {
+    /// The value as an SQL literal; `None` for `Other`.
+    pub fn literal(&self) -> Option<String> {
+        Some(match self {
+            ParamValue::Null => "NULL".to_string(),
+            ParamValue::Int(v) => v.to_string(),
+            ParamValue::UInt(v) => v.to_string(),
+            // Text as a quoted string (so the column's collation compares it), anything else,
+            // or text with a backslash (NO_BACKSLASH_ESCAPES would read it differently), in hex.
+            ParamValue::Bytes(b) if std::str::from_utf8(b).is_ok() && !b.contains(&b'\\') => {
+                crate::session_state::quote_str(b)
+            }
+            ParamValue::Bytes(b) => crate::session_state::hex_literal(b),
+            ParamValue::Double(v) if v.is_finite() => format!("{v:e}"),
+            ParamValue::Double(_) => return None,
+            ParamValue::Temporal(t) => format!("'{t}'"),
+            ParamValue::Other => return None,
+        })
+    }
+}
+
+/// `sql` with each `?` placeholder replaced by its parameter's literal (`None` when a parameter
+/// cannot be written as one, or the counts differ).
+pub fn interpolate(sql: &str, params: &[ParamValue]) -> Option<String> {
+    use peakgate_router::lexer::{TokenKind, tokenize};
+    let mut out = String::with_capacity(sql.len() + params.len() * 8);
+    let mut at = 0;
+    let mut next = params.iter();
+    for t in tokenize(sql.as_bytes()) {
+        if t.kind == TokenKind::Placeholder {
+            out.push_str(sql.get(at..t.start)?);
+            out.push_str(&next.next()?.literal()?);
+            at = t.end;
+        }
+    }
+    if next.next().is_some() {
+        return None;
+    }
+    out.push_str(sql.get(at..)?);
+    Some(out)
+}
+
+/// The text form of a binary DATE/DATETIME/TIMESTAMP (`time = false`) or TIME value.
+fn temporal_text(b: &[u8], time: bool) -> String {
+    let u32_at = |i: usize| {
+        b.get(i..i + 4)
+            .map_or(0, |x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]))
+    };
+    let at = |i: usize| b.get(i).copied().unwrap_or(0);
+    if time {
+        let (neg, days) = (at(0) == 1, u32_at(1));
+        let hours = u64::from(days) * 24 + u64::from(at(5));
+        let mut t = format!(
+            "{}{hours:02}:{:02}:{:02}",
+            if neg { "-" } else { "" },
+            at(6),
+            at(7)
+        );
+        if b.len() >= 12 {
+            t.push_str(&format!(".{:06}", u32_at(8)));
+        }
+        return t;
+    }
+    let year = b.get(0..2).map_or(0, |x| u16::from_le_bytes([x[0], x[1]]));
+    let mut t = format!("{year:04}-{:02}-{:02}", at(2), at(3));
+    if b.len() >= 7 {
+        t.push_str(&format!(" {:02}:{:02}:{:02}", at(4), at(5), at(6)));
+    }
+    if b.len() >= 11 {
+        t.push_str(&format!(".{:06}", u32_at(7)));
+    }
+    t
 }
 
 /// Decodes the parameter values of COM_STMT_EXECUTE (command byte included) with `types` (2
@@ -240,17 +318,18 @@ pub fn param_values(payload: &[u8], num_params: u16, types: &[u8]) -> Result<Vec
                 int(u as i64, u)
             }
             0x04 => {
-                r.take(4)?;
-                ParamValue::Other
+                let b = r.take(4)?;
+                ParamValue::Double(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
             }
             0x05 => {
-                r.take(8)?;
-                ParamValue::Other
+                let b = r.take(8)?;
+                ParamValue::Double(f64::from_le_bytes([
+                    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+                ]))
             }
-            0x07 | 0x0a | 0x0b | 0x0c => {
+            t @ (0x07 | 0x0a | 0x0b | 0x0c) => {
                 let len = usize::from(r.u8()?);
-                r.take(len)?;
-                ParamValue::Other
+                ParamValue::Temporal(temporal_text(r.take(len)?, t == 0x0b))
             }
             0x06 => ParamValue::Null,
             _ => ParamValue::Bytes(r.lenenc_str()?.to_vec()),
@@ -258,4 +337,50 @@ pub fn param_values(payload: &[u8], num_params: u16, types: &[u8]) -> Result<Vec
         out.push(v);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod interpolate_tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_outside_strings_and_comments_take_the_literals() {
+        let sql = "SELECT '?', `?` FROM t /* ? */ WHERE a = ? AND b IN (?, ?) AND c = ? AND d = ?";
+        let params = [
+            ParamValue::Int(-3),
+            ParamValue::Bytes(b"it's".to_vec()),
+            ParamValue::Bytes(vec![0xff, 0x00]),
+            ParamValue::Double(0.25),
+            ParamValue::Temporal("2026-11-26 10:00:00".into()),
+        ];
+        assert_eq!(
+            interpolate(sql, &params).as_deref(),
+            Some(
+                "SELECT '?', `?` FROM t /* ? */ WHERE a = -3 AND b IN ('it''s', X'ff00') \
+                 AND c = 2.5e-1 AND d = '2026-11-26 10:00:00'"
+            )
+        );
+        // Too few or too many parameters, long data, non-finite floats: no text.
+        assert_eq!(interpolate(sql, &params[..4]), None);
+        assert_eq!(interpolate("SELECT 1", &params[..1]), None);
+        assert_eq!(interpolate("SELECT ?", &[ParamValue::Other]), None);
+        assert_eq!(
+            interpolate("SELECT ?", &[ParamValue::Double(f64::NAN)]),
+            None
+        );
+        assert_eq!(
+            interpolate("SELECT ?", &[ParamValue::Bytes(b"a\\b".to_vec())]).as_deref(),
+            Some("SELECT X'615c62'")
+        );
+    }
+
+    #[test]
+    fn binary_temporal_parameters_read_as_text() {
+        assert_eq!(temporal_text(&[0xea, 0x07, 11, 26], false), "2026-11-26");
+        assert_eq!(
+            temporal_text(&[0xea, 0x07, 11, 26, 1, 2, 3, 5, 0, 0, 0], false),
+            "2026-11-26 01:02:03.000005"
+        );
+        assert_eq!(temporal_text(&[1, 2, 0, 0, 0, 3, 4, 5], true), "-51:04:05");
+    }
 }

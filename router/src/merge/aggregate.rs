@@ -39,7 +39,9 @@ impl Acc {
             Function::Sum | Function::Avg { .. } => match ty {
                 ColumnType::Int | ColumnType::UInt | ColumnType::Decimal => Acc::Decimal(None),
                 // MySQL sums strings and dates as DOUBLE.
-                ColumnType::Float | ColumnType::Bytes | ColumnType::Temporal => Acc::Float(None),
+                ColumnType::Float | ColumnType::Bytes | ColumnType::Temporal | ColumnType::Time => {
+                    Acc::Float(None)
+                }
             },
             Function::Min => Acc::Min(None),
             Function::Max => Acc::Max(None),
@@ -198,6 +200,7 @@ fn compare_literal(ty: ColumnType, cell: &[u8], literal: &Literal) -> Option<Ord
         }
         Literal::Str(s) => match ty {
             ColumnType::Bytes | ColumnType::Temporal => Some(cell.cmp(s.as_slice())),
+            ColumnType::Time => Some(compare_values(ty, cell, s)),
             _ => as_f64(cell, s).or_else(|| Some(cell.cmp(s.as_slice()))),
         },
     }

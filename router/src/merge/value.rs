@@ -24,9 +24,10 @@ pub enum ColumnType {
     Float,
     /// Strings and binary strings, compared byte-wise.
     Bytes,
-    /// `DATE`, `DATETIME`, `TIMESTAMP`, `TIME` (non-negative): fixed-width text, compared
-    /// byte-wise. Negative `TIME` values do not order correctly.
+    /// `DATE`, `DATETIME`, `TIMESTAMP`: fixed-width text, compared byte-wise.
     Temporal,
+    /// `TIME` (`[-]H+:MM:SS[.ffffff]`, hours of any width, may be negative): compared by value.
+    Time,
 }
 
 /// One cell: the server's text, `None` for NULL.
@@ -41,9 +42,36 @@ pub fn compare_values(ty: ColumnType, a: &[u8], b: &[u8]) -> Ordering {
             (Some(x), Some(y)) => Some(x.total_cmp(&y)),
             _ => None,
         },
+        ColumnType::Time => match (time_micros(a), time_micros(b)) {
+            (Some(x), Some(y)) => Some(x.cmp(&y)),
+            _ => None,
+        },
         ColumnType::Bytes | ColumnType::Temporal => None,
     };
     typed.unwrap_or_else(|| a.cmp(b))
+}
+
+/// A `TIME` value's text as signed microseconds.
+fn time_micros(text: &[u8]) -> Option<i128> {
+    let t = std::str::from_utf8(text).ok()?.trim();
+    let (negative, t) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t),
+    };
+    let (hms, frac) = match t.split_once('.') {
+        Some((a, f)) => (a, f),
+        None => (t, ""),
+    };
+    let mut parts = hms.splitn(3, ':');
+    let h: i128 = parts.next()?.parse().ok()?;
+    let m: i128 = parts.next()?.parse().ok()?;
+    let s: i128 = parts.next()?.parse().ok()?;
+    if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let micro: i128 = format!("{frac:0<6}").parse().ok()?;
+    let v = ((h * 60 + m) * 60 + s) * 1_000_000 + micro;
+    Some(if negative { -v } else { v })
 }
 
 /// Compares two cells, NULL lowest (MySQL's order: NULLs first ascending, last descending).
@@ -282,6 +310,11 @@ mod tests {
             when("2024-01-02 00:00:00", "2023-12-31 23:59:59"),
             Ordering::Greater
         );
+        let time = |a: &str, b: &str| compare_values(ColumnType::Time, a.as_bytes(), b.as_bytes());
+        assert_eq!(time("-40:05:00.5", "-39:05:09.5"), Ordering::Less);
+        assert_eq!(time("100:00:00", "99:59:59.999999"), Ordering::Greater);
+        assert_eq!(time("-00:00:01", "00:00:00"), Ordering::Less);
+        assert_eq!(time("10:00:00.5", "10:00:00.500000"), Ordering::Equal);
         // Garbage in a numeric column falls back to bytes instead of panicking.
         assert_eq!(
             compare_values(ColumnType::Int, b"x", b"1"),
