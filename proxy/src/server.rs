@@ -391,6 +391,8 @@ impl Proxy {
             admin,
         } = self;
         info!(mysql = %mysql.local_addr()?, version = %shared.server_version, "peakgate listening");
+        // Before any client is served: SKUs whose rows are on the hot instance go there.
+        crate::hotmove::restore(&shared).await;
         if let Some(admin) = admin {
             let s = shared.clone();
             let rx = shutdown.clone();
@@ -399,7 +401,6 @@ impl Proxy {
         }
         crate::backend::monitor::spawn(&shared.topology, &shared.config, shutdown.clone());
         if shared.hot.is_some() {
-            crate::hotmove::restore(&shared).await;
             let s = shared.clone();
             let mut rx = shutdown.clone();
             tokio::spawn(

@@ -401,6 +401,16 @@ async fn hotspot_admin_calls_move_rows_and_refuse_bad_requests() -> anyhow::Resu
     c.query_drop(format!("INSERT INTO {t} (sku_id, stock) VALUES (6, 3)"))
         .await?;
     assert_eq!(rows_at(&t, 6).await?, (0, 1), "a hot SKU's new row");
+    // A restarted proxy routes the SKUs whose rows are on the hot instance there again.
+    drop(c);
+    drop(proxy);
+    let proxy = proxy_for(&t, "", "").await?;
+    assert_eq!(hot_by(&proxy, "manual").await?, [5, 6]);
+    let mut c = proxy.conn(Some("shop")).await?;
+    let left: Option<i64> = c
+        .query_first(format!("SELECT stock FROM {t} WHERE sku_id = 5"))
+        .await?;
+    assert_eq!(left, Some(80), "read from the hot instance's row");
     Ok(())
 }
 
@@ -563,12 +573,17 @@ async fn detection_moves_the_hottest_row_to_the_hot_instance_and_back() -> anyho
 
 /// The SKUs detection made hot, from `/status`.
 async fn detected(proxy: &TestProxy) -> anyhow::Result<Vec<u64>> {
+    hot_by(proxy, "detected").await
+}
+
+/// The hot SKUs of one origin (`configured`, `manual`, `detected`), from `/status`.
+async fn hot_by(proxy: &TestProxy, origin: &str) -> anyhow::Result<Vec<u64>> {
     let status: serde_json::Value = serde_json::from_str(&proxy.admin_get("/status").await?)?;
     Ok(status["hot_skus"]
         .as_array()
         .map(|a| {
             a.iter()
-                .filter(|h| h["origin"] == "detected")
+                .filter(|h| h["origin"] == origin)
                 .filter_map(|h| h["sku"].as_u64())
                 .collect()
         })
