@@ -1,6 +1,7 @@
 //! HTTP admin listener: `GET /metrics` (Prometheus text), `GET /status` (JSON),
 //! `GET /status.html` (the live status page, `admin/status.html`), `GET /status/series`,
-//! `GET /status/digests`, `GET|POST /limits`, `POST /reload`. A deliberately small HTTP/1.1
+//! `GET /status/digests`, `GET|POST /limits`, `POST /reload`, `POST /hotspot` and
+//! `POST /hotspot/move` (hot SKUs and their row moves). A deliberately small HTTP/1.1
 //! server: one request per connection, bounded request size, no keep-alive. Every POST needs
 //! `listen.admin_token` (as `Authorization: Bearer ...`) when one is configured.
 
@@ -150,21 +151,8 @@ async fn handle(mut stream: TcpStream, shared: &Shared, series: &Series) -> std:
             Ok(n) => (200, "text/plain", format!("{n} rules in effect\n")),
             Err(e) => (422, "text/plain", format!("refused; the rules in effect stay\n{e}\n")),
         },
-        ("POST", "/hotspot") => match (&shared.hot, param(query, "sku").and_then(|v| v.parse::<u64>().ok())) {
-            (None, _) => (422, "text/plain", "no [hotspot] is configured\n".to_string()),
-            (_, None) => (422, "text/plain", "give ?sku=N&action=add|remove\n".to_string()),
-            (Some(h), Some(sku)) => match param(query, "action") {
-                Some("add") => {
-                    h.add(sku);
-                    (200, "text/plain", format!("SKU {sku} is hot: its statements go to the hot instance\n"))
-                }
-                Some("remove") => {
-                    h.remove(sku);
-                    (200, "text/plain", format!("SKU {sku} is normal again: its statements go to its home shard\n"))
-                }
-                _ => (422, "text/plain", "action=add|remove\n".to_string()),
-            },
-        },
+        ("POST", "/hotspot") => hotspot_mark(shared, query).await,
+        ("POST", "/hotspot/move") => hotspot_move(shared, query).await,
         ("POST", "/reload") => match shared.reload() {
             Ok(map) => (200, "text/plain", format!("reloaded\n{map}")),
             Err(e) => (422, "text/plain", format!("refused; the old shard map stays\n{e}\n")),
@@ -175,7 +163,8 @@ async fn handle(mut stream: TcpStream, shared: &Shared, series: &Series) -> std:
             "text/plain",
             "PeakGate admin: GET /status.html (status page), GET /metrics, GET /status, GET /status/series, \
              GET /status/digests?sort=count|total|max|errors|rows&limit=N, \
-             GET /limits, POST /limits (TOML [[rules]]), POST /reload\n"
+             GET /limits, POST /limits (TOML [[rules]]), POST /reload, \
+             POST /hotspot?sku=N&action=add|remove, POST /hotspot/move?sku=N&to=hot|home\n"
                 .to_string(),
         ),
         ("GET", _) => (404, "text/plain", "not found\n".to_string()),
@@ -186,7 +175,9 @@ async fn handle(mut stream: TcpStream, shared: &Shared, series: &Series) -> std:
         302 => "Found",
         401 => "Unauthorized",
         404 => "Not Found",
+        409 => "Conflict",
         422 => "Unprocessable Entity",
+        503 => "Service Unavailable",
         _ => "Method Not Allowed",
     };
     let location = if code == 302 {
@@ -201,6 +192,74 @@ async fn handle(mut stream: TcpStream, shared: &Shared, series: &Series) -> std:
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
     stream.shutdown().await
+}
+
+type Answer = (u16, &'static str, String);
+
+/// `POST /hotspot?sku=N&action=add|remove`: makes a SKU hot or normal, moving its row (a SKU
+/// without a row only has its routing switched).
+async fn hotspot_mark(shared: &Shared, query: &str) -> Answer {
+    use crate::hotmove::{Side, Trigger};
+    let (Some(h), Some(moves)) = (&shared.hot, &shared.hot_moves) else {
+        return (422, "text/plain", "no [hotspot] is configured\n".into());
+    };
+    let Some(sku) = param(query, "sku").and_then(|v| v.parse::<u64>().ok()) else {
+        return (422, "text/plain", "give ?sku=N&action=add|remove\n".into());
+    };
+    let to = match param(query, "action") {
+        Some("add") => Side::Hot,
+        Some("remove") => Side::Home,
+        _ => return (422, "text/plain", "action=add|remove\n".into()),
+    };
+    let routed_hot = h.snapshot().contains(sku);
+    if routed_hot == (to == Side::Hot) {
+        // Nothing to move: pin a detected SKU, or keep detection off a normal one.
+        let msg = if to == Side::Hot {
+            h.add(sku);
+            format!("SKU {sku} is hot already (now pinned: detection will not demote it)\n")
+        } else {
+            h.remove(sku);
+            format!("SKU {sku} is normal already (detection will not promote it until added)\n")
+        };
+        return (200, "text/plain", msg);
+    }
+    match moves.run(shared, sku, to, Trigger::AdminMark).await {
+        Ok(m) => (200, "text/plain", moved_text(&m)),
+        Err(e) => (e.http_code(), "text/plain", format!("{e}\n")),
+    }
+}
+
+/// `POST /hotspot/move?sku=N&to=hot|home`: moves a SKU's row and switches its routing.
+async fn hotspot_move(shared: &Shared, query: &str) -> Answer {
+    use crate::hotmove::{Side, Trigger};
+    let Some(moves) = &shared.hot_moves else {
+        return (422, "text/plain", "no [hotspot] is configured\n".into());
+    };
+    let (Some(sku), Some(to)) = (
+        param(query, "sku").and_then(|v| v.parse::<u64>().ok()),
+        param(query, "to").and_then(Side::parse),
+    ) else {
+        return (422, "text/plain", "give ?sku=N&to=hot|home\n".into());
+    };
+    match moves.run(shared, sku, to, Trigger::AdminMove).await {
+        Ok(m) => (200, "text/plain", moved_text(&m)),
+        Err(e) => (e.http_code(), "text/plain", format!("{e}\n")),
+    }
+}
+
+fn moved_text(m: &crate::hotmove::Moved) -> String {
+    let place = match m.to {
+        crate::hotmove::Side::Hot => "the hot instance",
+        crate::hotmove::Side::Home => "its home shard",
+    };
+    let mut s = format!(
+        "SKU {}: {} row(s) moved to {place} (statements on it waited {} ms); its statements go there now\n",
+        m.sku, m.rows, m.closed_ms
+    );
+    if let Some(w) = &m.warning {
+        s.push_str(&format!("warning: {w}\n"));
+    }
+    s
 }
 
 fn content_length(head: &[u8]) -> usize {
@@ -344,6 +403,7 @@ fn status_json(shared: &Shared) -> String {
                 .map(|(sku, depth, sold_out)| json!({"sku": sku, "waiting": depth, "sold_out": sold_out}))
                 .collect::<Vec<_>>()
         }),
+        "hot_moves": shared.hot_moves.as_ref().map(|m| m.status()),
         "hot_batches": {
             "batches": METRICS.hot_batches.get(),
             "statements": METRICS.hot_batched.get(),

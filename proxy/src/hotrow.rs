@@ -185,23 +185,40 @@ impl HotRows {
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         for _ in 0..self.settings.workers.max(1) {
             let me = self.clone();
-            let (rx, row) = (rx.clone(), row.clone());
+            let (rx, row) = (rx.clone(), Arc::downgrade(&row));
             tokio::spawn(async move { me.work(row, rx).await });
         }
         row
     }
 
-    /// One worker of a row: take a batch, run it, answer it; until the queue closes.
+    /// Forgets row `sku`'s queue and sold-out state: its row has just moved (nothing is queued
+    /// then, the move's gate saw to it). Its workers end; the next write starts a fresh queue.
+    pub fn reset(&self, sku: u64) {
+        self.rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&sku);
+    }
+
+    /// One worker of a row: take a batch, run it, answer it; until the queue closes (the row
+    /// was reset and its last submitter is gone, which drops the sending side).
     async fn work(
         self: Arc<Self>,
-        row: Arc<Row>,
+        row: std::sync::Weak<Row>,
         rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
     ) {
         loop {
             let mut batch = Vec::new();
-            {
+            let row = {
                 let mut rx = rx.lock().await;
                 let Some(first) = rx.recv().await else {
+                    return;
+                };
+                // The job's submitter holds the row while it waits for its answer.
+                let Some(row) = row.upgrade() else {
+                    let _ = first
+                        .reply
+                        .send(JobResult::Busy("the hot row was reset; retry".into()));
                     return;
                 };
                 let batchable = first.decrement.is_some();
@@ -219,7 +236,8 @@ impl HotRows {
                         Err(_) => break,
                     }
                 }
-            }
+                row
+            };
             row.depth.fetch_sub(batch.len() as u64, Ordering::Relaxed);
             // Statements that waited too long are refused, never run.
             let now = Instant::now();

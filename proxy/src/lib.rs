@@ -25,6 +25,7 @@ pub mod digests;
 pub mod errors;
 pub mod execute;
 pub mod frontend;
+pub mod hotmove;
 pub mod hotrow;
 pub mod limits;
 pub mod metrics;

@@ -62,6 +62,15 @@ pub const HOT_BUSY: &str = "peakgate_hot_busy_total";
 pub const HOT_SOLD_OUT: &str = "peakgate_hot_sold_out_answers_total";
 /// Counter: hot-row batches whose connection died mid-batch (outcome read from the marker row).
 pub const HOT_RESOLVED: &str = "peakgate_hot_batches_resolved_total";
+/// Counter, labels `to` (hot | home) and `result` (done | refused | failed | invalid): SKU row
+/// moves between the home shard and the hot instance (`refused`: the SKU stayed in use past
+/// `move_drain_ms` or another move ran; `failed`: a server failed, nothing changed; `invalid`: a
+/// request that cannot be done, such as a SKU without a row).
+pub const HOT_MOVES: &str = "peakgate_hot_moves_total";
+/// Counter: statements that waited for a SKU row move to end before running.
+pub const HOT_MOVE_WAITS: &str = "peakgate_hot_move_waits_total";
+/// Counter: statements refused (ERR 1205) because a SKU row move outlasted `move_wait_ms`.
+pub const HOT_MOVE_REFUSALS: &str = "peakgate_hot_move_refusals_total";
 /// Counter: statements killed (KILL QUERY) past a limits rule's `max_execution_ms`.
 pub const QUERIES_KILLED: &str = "peakgate_queries_killed_total";
 /// Counter: circuit breakers opened after consecutive connect failures of an instance.
@@ -185,6 +194,11 @@ pub struct Metrics {
     pub hot_sold_out_answers: Counter,
     /// Hot-row batches whose connection died mid-batch, resolved from their marker row.
     pub hot_resolved: Counter,
+    /// SKU row moves by destination (hot, home) and result (see [`Metrics::hot_move`]).
+    pub hot_moves: [[Counter; 4]; 2],
+    /// Statements that waited for a row move, and those refused after `move_wait_ms`.
+    pub hot_move_waits: Counter,
+    pub hot_move_refusals: Counter,
     /// Statements killed (KILL QUERY) past a rule's max_execution_ms.
     pub queries_killed: Counter,
     /// Circuit breakers opened (instances refused after consecutive connect failures).
@@ -199,6 +213,16 @@ impl Metrics {
     pub fn statement(&self, kind: StatementKind) {
         if let Some(i) = StatementKind::ALL.iter().position(|k| *k == kind) {
             self.statements[i].inc();
+        }
+    }
+
+    /// The results [`HOT_MOVES`] counts, in the order of `hot_moves`' inner arrays.
+    pub const HOT_MOVE_RESULTS: [&'static str; 4] = ["done", "refused", "failed", "invalid"];
+
+    /// Counts a finished SKU row move.
+    pub fn hot_move(&self, to_hot: bool, result: &str) {
+        if let Some(i) = Self::HOT_MOVE_RESULTS.iter().position(|r| *r == result) {
+            self.hot_moves[usize::from(!to_hot)][i].inc();
         }
     }
 
@@ -503,6 +527,16 @@ pub fn render(
             m.hot_resolved.get() as f64,
         ),
         (
+            HOT_MOVE_WAITS,
+            "Statements that waited for a SKU row move to end.",
+            m.hot_move_waits.get() as f64,
+        ),
+        (
+            HOT_MOVE_REFUSALS,
+            "Statements refused (ERR 1205) because a SKU row move outlasted move_wait_ms.",
+            m.hot_move_refusals.get() as f64,
+        ),
+        (
             QUERIES_KILLED,
             "Statements killed (KILL QUERY) past a limits rule's max_execution_ms.",
             m.queries_killed.get() as f64,
@@ -520,6 +554,21 @@ pub fn render(
     ] {
         head(&mut s, name, "counter", help);
         let _ = writeln!(s, "{name} {v}");
+    }
+    head(
+        &mut s,
+        HOT_MOVES,
+        "counter",
+        "SKU row moves between the home shard and the hot instance, by destination and result.",
+    );
+    for (to, counters) in ["hot", "home"].iter().zip(&m.hot_moves) {
+        for (result, c) in Metrics::HOT_MOVE_RESULTS.iter().zip(counters) {
+            let _ = writeln!(
+                s,
+                "{HOT_MOVES}{{to=\"{to}\",result=\"{result}\"}} {}",
+                c.get()
+            );
+        }
     }
     head(
         &mut s,

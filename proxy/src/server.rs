@@ -99,6 +99,8 @@ pub struct Shared {
     pub hot: Option<peakgate_router::hotspot::HotRegistry>,
     /// The hot-row queues, when `[hotspot] queue` is enabled.
     pub hot_rows: Option<Arc<crate::hotrow::HotRows>>,
+    /// SKU row moves and their per-SKU gates, when `[hotspot]` is configured.
+    pub hot_moves: Option<Arc<crate::hotmove::HotMoves>>,
     /// The shard map in effect; `/reload` and SIGHUP swap it.
     map: arc_swap::ArcSwap<peakgate_router::ShardMap>,
     /// The file the config came from (for `/reload` and SIGHUP).
@@ -334,7 +336,9 @@ impl Proxy {
             .as_ref()
             .filter(|h| h.queue.enabled)
             .map(|h| crate::hotrow::HotRows::new(pools.pool(&h.instance, 0), h.queue.clone()));
+        let hot_moves = hot.as_ref().map(|_| crate::hotmove::HotMoves::new());
         let shared = Arc::new(Shared {
+            hot_moves,
             user_writes: std::sync::Mutex::new(std::collections::HashMap::new()),
             hot,
             hot_rows,
@@ -391,6 +395,8 @@ impl Proxy {
             admin,
         } = self;
         info!(mysql = %mysql.local_addr()?, version = %shared.server_version, "peakgate listening");
+        // Before any client is served: SKUs whose rows are on the hot instance go there.
+        crate::hotmove::restore(&shared).await;
         if let Some(admin) = admin {
             let s = shared.clone();
             let rx = shutdown.clone();
@@ -412,10 +418,18 @@ impl Proxy {
                             _ = rx.changed() => return,
                         }
                         let Some(hot) = s.hot.as_ref() else { return };
-                        for e in hot.tick(started.elapsed().as_millis() as u64) {
-                            // Moving a detected SKU's row to the hot instance is not built: the
-                            // proposal is logged and left (detection proposes it again later).
+                        let events = hot.tick(started.elapsed().as_millis() as u64);
+                        for e in &events {
                             info!(event = ?e, "hot SKU detection");
+                        }
+                        // Without auto_move a proposal is only logged (detection proposes it
+                        // again after cool_down_ms). Moves run here, between ticks, never
+                        // cancelled half-way.
+                        if hot.settings().auto_move
+                            && !events.is_empty()
+                            && let Some(moves) = &s.hot_moves
+                        {
+                            moves.apply_detection(&s, events).await;
                         }
                     }
                 }

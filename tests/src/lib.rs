@@ -144,10 +144,22 @@ impl TestProxy {
 
     /// A request to the admin listener; returns the status code and the body.
     pub async fn admin_request(&self, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
+        self.admin_request_as(method, path, None).await
+    }
+
+    /// A request to the admin listener with `Authorization: Bearer <token>` when given.
+    pub async fn admin_request_as(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> anyhow::Result<(u16, String)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(self.admin).await?;
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
         s.write_all(
-            format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+            format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n")
+                .as_bytes(),
         )
         .await?;
         let mut out = String::new();
@@ -209,6 +221,19 @@ pub async fn direct(port: u16, db: Option<&str>) -> anyhow::Result<mysql_async::
     Ok(mysql_async::Conn::new(opts).await?)
 }
 
+/// The topology's hot instance (`[hotspot] instance`).
+pub const HOT_PRIMARY: u16 = 3331;
+
+/// Points the topology config's `[hotspot]` at `shop.<table>` (a test's own), with `extra` lines
+/// added to the section.
+pub fn use_hot_table(cfg: &mut String, table: &str, extra: &str) {
+    assert!(cfg.contains("table = \"shop.sku_stock\""), "{cfg}");
+    *cfg = cfg.replace(
+        "table = \"shop.sku_stock\"",
+        &format!("table = \"shop.{table}\"\n{extra}"),
+    );
+}
+
 /// The s0 primary's port in the local topology.
 pub const S0_PRIMARY: u16 = 3311;
 /// The topology's replica of s0.
@@ -264,6 +289,14 @@ impl Scratch {
     pub fn table(db: &str, table: &str) -> Self {
         Self {
             port: S0_PRIMARY,
+            drop_sql: format!("DROP TABLE IF EXISTS `{db}`.`{table}`"),
+        }
+    }
+
+    /// Drops table `db`.`table` on the hot instance at the end (a hot table lives there too).
+    pub fn hot_table(db: &str, table: &str) -> Self {
+        Self {
+            port: HOT_PRIMARY,
             drop_sql: format!("DROP TABLE IF EXISTS `{db}`.`{table}`"),
         }
     }

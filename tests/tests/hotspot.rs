@@ -3,7 +3,7 @@
 //! `shop.sku_stock`) is moved to a table of the test's own.
 
 use mysql_async::prelude::*;
-use peakgate_tests::{S0_PRIMARY, Scratch, TestProxy, direct, unique_name};
+use peakgate_tests::{S0_PRIMARY, Scratch, TestProxy, direct, unique_name, use_hot_table};
 
 const HOT: u16 = 3331;
 
@@ -11,13 +11,9 @@ const HOT: u16 = 3331;
 async fn hot_skus_run_on_the_hot_instance() -> anyhow::Result<()> {
     let t = unique_name("it_stock");
     let _drop = Scratch::table("shop", &t);
-    let _drop_hot = HotScratch(t.clone());
+    let _drop_hot = Scratch::hot_table("shop", &t);
     let proxy = TestProxy::start_with(|cfg| {
-        assert!(cfg.contains("table = \"shop.sku_stock\""), "{cfg}");
-        *cfg = cfg.replace(
-            "table = \"shop.sku_stock\"",
-            &format!("table = \"shop.{t}\""),
-        );
+        use_hot_table(cfg, &t, "");
         *cfg = cfg.replace("[routing]", "[routing]\nreplica_reads = false");
     })
     .await?;
@@ -134,18 +130,6 @@ async fn hot_skus_run_on_the_hot_instance() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Drops the test's table on the hot instance too.
-struct HotScratch(String);
-
-impl Drop for HotScratch {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("mysql")
-            .args(["--no-defaults", "-h127.0.0.1", "-P3331", "-uroot", "-e"])
-            .arg(format!("DROP TABLE IF EXISTS shop.{}", self.0))
-            .status();
-    }
-}
-
 /// `buyers` sessions (connections opened first, then all buy at once) each run the guarded
 /// decrement once against `opts`; returns (successes, sum of affected rows, errors).
 async fn flash_sale(
@@ -190,12 +174,9 @@ async fn flash_sale(
 async fn a_flash_sale_never_oversells_through_the_hot_row_queue() -> anyhow::Result<()> {
     let t = unique_name("it_sale");
     let _drop = Scratch::table("shop", &t);
-    let _drop_hot = HotScratch(t.clone());
+    let _drop_hot = Scratch::hot_table("shop", &t);
     let proxy = TestProxy::start_with(|cfg| {
-        *cfg = cfg.replace(
-            "table = \"shop.sku_stock\"",
-            &format!("table = \"shop.{t}\""),
-        );
+        use_hot_table(cfg, &t, "");
         assert!(cfg.contains("max_client_connections = 4096"), "{cfg}");
         *cfg = cfg.replace(
             "max_client_connections = 4096",

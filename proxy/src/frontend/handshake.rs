@@ -81,6 +81,7 @@ impl LoggedIn {
             statement_failed: false,
             statement_rows: 0,
             hot_sku: None,
+            hot_passes: Vec::new(),
             exec_limit: None,
             client,
             conn_id: self.conn_id,

@@ -1,6 +1,7 @@
 //! Flash-sale SKUs: statements on the hot table (`[hotspot] table`, key `key_column`) whose SKU is
 //! hot run on the hot instance, so a sale cannot slow checkout on the shard primaries. DDL on the
-//! hot table runs on its home shard and on the hot instance.
+//! hot table runs on its home shard and on the hot instance. Every statement naming SKUs of the
+//! hot table holds their move gates' passes while it runs (a transaction: to its end).
 
 use peakgate_router::analyze::{
     Analysis, KeyColumns, KeyConstraint, KeyRef, ShardKeys, StatementType, analyze,
@@ -149,6 +150,10 @@ impl Session {
             return Ok(None);
         };
         let table_name = keys.qualified(a.tables[table].schema.as_deref(), &a.tables[table].name);
+        // Through the SKUs' gates before routing: a move in progress decides where they are.
+        if !self.enter_hot_gates(seq, &skus).await? {
+            return Ok(Some(ShardDecision::Answered));
+        }
         let mut hot_n = 0;
         for s in &skus {
             hot.observe(*s);
@@ -171,6 +176,52 @@ impl Session {
         crate::metrics::METRICS.hot_statements.inc();
         self.hot_sku = (skus.len() == 1).then(|| skus[0]);
         Ok(Some(ShardDecision::One(hot_shard)))
+    }
+
+    /// Takes a pass for each SKU the session does not hold yet, waiting (up to `move_wait_ms`)
+    /// while one is being moved; `false` when the client got ERR 1205 instead.
+    async fn enter_hot_gates(&mut self, seq: u8, skus: &[u64]) -> Result<bool, protocol::Error> {
+        let shared = self.shared.clone();
+        let (Some(moves), Some(hot)) = (shared.hot_moves.as_ref(), shared.hot.as_ref()) else {
+            return Ok(true);
+        };
+        let wait = std::time::Duration::from_millis(hot.settings().move_wait_ms);
+        for &sku in skus {
+            if self.hot_passes.iter().any(|p| p.sku() == sku) {
+                continue;
+            }
+            match moves.gates.enter(sku, wait).await {
+                Ok((pass, waited)) => {
+                    if waited {
+                        moves.note_statement(false);
+                    }
+                    self.hot_passes.push(pass);
+                }
+                Err(()) => {
+                    moves.note_statement(true);
+                    let e = ClientError::new(
+                        1205,
+                        "HY000",
+                        format!(
+                            "SKU {sku}'s stock row is being moved between its home shard and the hot \
+                             instance (waited hotspot.move_wait_ms = {} ms); retry",
+                            wait.as_millis()
+                        ),
+                    );
+                    self.send_error(seq, &e).await;
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// After each command: gives the SKU passes back unless a transaction is still open (it keeps
+    /// them to its end, so a move waits for it).
+    pub(super) fn release_hot_passes(&mut self) {
+        if !self.hot_passes.is_empty() && !self.pins.in_txn && self.deferred_begin.is_none() {
+            self.hot_passes.clear();
+        }
     }
 
     /// DDL on the hot table: on its home shard, then on the hot instance; one OK.

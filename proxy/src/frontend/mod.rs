@@ -103,6 +103,9 @@ pub struct Session {
     statement_rows: u64,
     /// The one hot SKU the running statement is about (set by the hot-SKU decision).
     hot_sku: Option<u64>,
+    /// The SKUs of the hot table the running statement (or open transaction) uses: a row move
+    /// waits for them (`hotmove/gate.rs`).
+    hot_passes: Vec<crate::hotmove::gate::Pass>,
     /// The running statement's execution time limit (a limits rule's `max_execution_ms`).
     exec_limit: Option<std::time::Duration>,
     state: SessionState,
@@ -158,6 +161,7 @@ impl Session {
                 Ok(n) => n,
                 Err(_) => return,
             };
+            self.release_hot_passes();
             let us = started.elapsed().as_micros() as u64;
             METRICS.latency.observe_us(us);
             self.record_digest(us);

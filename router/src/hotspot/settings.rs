@@ -38,6 +38,18 @@ pub struct HotspotSettings {
     /// The hot-row queue and group commit.
     #[serde(default)]
     pub queue: HotQueue,
+    /// Detection's promotions and demotions move the SKU's row (home shard -> hot instance and
+    /// back) and switch its routing; off, they are only logged. Default off.
+    #[serde(default)]
+    pub auto_move: bool,
+    /// A row move waits this long for the statements and transactions already using the SKU to
+    /// finish; past it the move is refused and nothing changes. Milliseconds, default 2000.
+    #[serde(default = "default_move_drain_ms")]
+    pub move_drain_ms: u64,
+    /// A statement on a SKU whose row is being moved waits this long for the move to end; past
+    /// it the client gets ERR 1205 ("being moved, retry"). Milliseconds, default 5000.
+    #[serde(default = "default_move_wait_ms")]
+    pub move_wait_ms: u64,
 }
 
 /// `[hotspot] queue`: autocommit writes of one hot row wait in one FIFO in the proxy and run in
@@ -79,6 +91,12 @@ impl Default for HotQueue {
     }
 }
 
+fn default_move_drain_ms() -> u64 {
+    2_000
+}
+fn default_move_wait_ms() -> u64 {
+    5_000
+}
 fn default_true() -> bool {
     true
 }
@@ -173,6 +191,9 @@ impl HotspotSettings {
             auto_detect: None,
             stock_column: default_stock_column(),
             queue: HotQueue::default(),
+            auto_move: false,
+            move_drain_ms: default_move_drain_ms(),
+            move_wait_ms: default_move_wait_ms(),
         }
     }
 
@@ -202,6 +223,21 @@ impl HotspotSettings {
                 line: None,
             })
         };
+        for (key, ms) in [
+            ("move_drain_ms", self.move_drain_ms),
+            ("move_wait_ms", self.move_wait_ms),
+        ] {
+            if ms == 0 || ms > 600_000 {
+                err(key, format!("{ms} is out of range: use 1..=600000 ms"));
+            }
+        }
+        if self.auto_move && self.auto_detect.is_none() {
+            err(
+                "auto_move",
+                "moves what auto_detect proposes: configure auto_detect too (or leave auto_move out)"
+                    .into(),
+            );
+        }
         let parts: Vec<&str> = self.table.split('.').collect();
         if parts.len() > 2 || parts.iter().any(|p| p.trim().is_empty()) {
             err(
@@ -365,6 +401,23 @@ mod tests {
                 "hotspot.auto_detect.demote_ratio",
             ]
         );
+    }
+
+    #[test]
+    fn moves_parse_and_validate() {
+        let s = parse(
+            "[hotspot]\ninstance = \"a:1\"\nauto_detect = { min_qps = 50 }\nauto_move = true\nmove_drain_ms = 500\n",
+        )
+        .expect("parses");
+        assert!(s.auto_move);
+        assert_eq!((s.move_drain_ms, s.move_wait_ms), (500, 5000));
+        assert!(s.validate().is_empty());
+        let mut s = HotspotSettings::new("a:1");
+        assert!(!s.auto_move, "off by default");
+        s.auto_move = true;
+        s.move_wait_ms = 0;
+        let paths: Vec<String> = s.validate().into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, ["hotspot.move_wait_ms", "hotspot.auto_move"]);
     }
 
     #[test]
