@@ -219,7 +219,11 @@ impl Session {
     /// After each command: gives the SKU passes back unless a transaction is still open (it keeps
     /// them to its end, so a move waits for it).
     pub(super) fn release_hot_passes(&mut self) {
-        if !self.hot_passes.is_empty() && !self.pins.in_txn && self.deferred_begin.is_none() {
+        if !self.hot_passes.is_empty()
+            && !self.pins.in_txn
+            && self.deferred_begin.is_none()
+            && self.xa.is_none()
+        {
             self.hot_passes.clear();
         }
     }
