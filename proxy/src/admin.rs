@@ -394,6 +394,19 @@ fn status_json(shared: &Shared) -> String {
         "shards": shards,
         "shard_map": shared.shard_map().to_string(),
         "statements_per_shard": per_shard,
+        "xa": {
+            "mode": matches!(
+                shared.shard_map().cross_shard_transactions(),
+                peakgate_router::shard_map::CrossShardTransactions::Xa
+            ),
+            "open": shared.xa.live_count(),
+            "one_phase": METRICS.xa_one_phase.get(),
+            "two_phase": METRICS.xa_two_phase.get(),
+            "rolled_back": METRICS.xa_rollbacks.get(),
+            "failed": METRICS.xa_failed.get(),
+            "recovered_commit": METRICS.xa_recovered_commit.get(),
+            "recovered_rollback": METRICS.xa_recovered_rollback.get(),
+        },
         "instances": instances,
         "limits": shared.limits.snapshot(),
         "hot_skus": shared.hot.as_ref().map(|h| h.status()),

@@ -190,6 +190,9 @@ async fn xa_transactions_commit_or_roll_back_on_both_shards() -> anyhow::Result<
         .await?;
     p.query_drop("COMMIT").await?;
     assert_eq!(tier(S0_PRIMARY, &db, a).await?, Some(4));
+    let status = proxy.status().await?;
+    assert_eq!(status["xa"]["mode"], serde_json::json!(true), "{status}");
+    assert!(status["xa"]["two_phase"].as_u64() >= Some(2), "{status}");
     let metrics = proxy.admin_get("/metrics").await?;
     for outcome in ["one_phase", "two_phase", "rollback"] {
         let line = format!("peakgate_xa_transactions_total{{outcome=\"{outcome}\"}} ");
