@@ -4,7 +4,7 @@
 //! RSS, which holding either shard's rows would exceed.
 //!
 //! The table is written directly on both shard primaries with binary logging off for the session
-//! (the replicas never see it; scatter reads run on the primaries).
+//! (the replicas never see it; the test's proxy reads on the primaries).
 
 use std::process::Stdio;
 
@@ -77,6 +77,7 @@ async fn lines_through(port: u16, db: &str, sql: &str) -> anyhow::Result<u64> {
 async fn scatter_reads_stream_in_bounded_memory() -> anyhow::Result<()> {
     let db = unique_name("it_scatter_mem");
     let proxy = TestProxy::start_with(|cfg| {
+        *cfg = cfg.replace("[routing]", "[routing]\nreplica_reads = false");
         cfg.push_str(&format!(
             "\n[[tables]]\nname = \"{db}.big\"\nshard_key = \"member_id\"\n\
              algorithm = \"modulo\"\nshards = [\"s0\", \"s1\"]\n"

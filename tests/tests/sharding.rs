@@ -581,3 +581,77 @@ async fn prepared_statements_scatter_like_an_unsharded_database() -> anyhow::Res
         .await;
     result
 }
+
+/// Scatter reads run on each shard's replica (under the lag and read-your-writes rules) like
+/// single-shard reads: a session sees its own fresh writes at once, and rows that exist only on
+/// the replicas (written there directly, outside replication) show that the replicas answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scatter_reads_run_on_the_replicas_and_see_the_sessions_writes() -> anyhow::Result<()> {
+    const REPLICAS: [u16; 2] = [3312, 3322];
+    let db = unique_name("it_shard_replica");
+    let proxy = TestProxy::start_with(|cfg| {
+        *cfg = cfg.replace("name = \"shop.", &format!("name = \"{db}."));
+        *cfg = cfg.replace("binding = \"shop.", &format!("binding = \"{db}."));
+    })
+    .await?;
+    let mut p = proxy.conn(None).await?;
+    p.query_drop(format!("CREATE DATABASE {db}")).await?;
+    let result = async {
+        p.query_drop(format!("USE {db}")).await?;
+        p.query_drop(SCHEMA[0]).await?;
+        members_on_both_shards(&mut p, &db).await?;
+        let n: Option<i64> = p.query_first("SELECT COUNT(*) FROM members").await?;
+        anyhow::ensure!(n == Some(20), "the session's own writes, at once: {n:?}");
+        // Rows only on the replicas (binary log off: replication never sees them).
+        for port in REPLICAS {
+            let mut r = direct(port, Some(&db)).await?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let got: Option<i64> = r.query_first("SELECT COUNT(*) FROM members").await?;
+                let want: Option<i64> = {
+                    let primary = if port == 3312 { S0_PRIMARY } else { S1_PRIMARY };
+                    let mut d = direct(primary, Some(&db)).await?;
+                    let v = d.query_first("SELECT COUNT(*) FROM members").await?;
+                    d.disconnect().await?;
+                    v
+                };
+                if got == want {
+                    break;
+                }
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "replica {port} behind"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            r.query_drop("SET SESSION sql_log_bin = 0").await?;
+            r.query_drop(format!(
+                "INSERT INTO members (member_id, name, tier) VALUES ({}, 'replica only', 0)",
+                100_000 + i64::from(port)
+            ))
+            .await?;
+            r.disconnect().await?;
+        }
+        // A session without writes reads the replicas (once the lag monitor has measured them).
+        let mut q = proxy.conn(Some(&db)).await?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let n: Option<i64> = q.query_first("SELECT COUNT(*) FROM members").await?;
+            let names: Vec<String> = q
+                .query("SELECT name FROM members WHERE name = 'replica only' ORDER BY member_id")
+                .await?;
+            if n == Some(22) && names.len() == 2 {
+                break;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "scatter reads never reached both replicas: count {n:?}, {names:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = p.query_drop(format!("DROP DATABASE IF EXISTS {db}")).await;
+    result
+}

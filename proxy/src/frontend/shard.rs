@@ -100,7 +100,8 @@ impl Session {
                     split_rows: None,
                     generate_ids: false,
                 };
-                self.run_on_shards(seq, text, &a, &plan, false).await?;
+                self.run_on_shards(seq, text, &a, &plan, stmt, false)
+                    .await?;
                 return Ok(ShardDecision::Answered);
             }
             return Ok(ShardDecision::One(default));
@@ -188,7 +189,7 @@ impl Session {
             return Ok(ShardDecision::One(s.index()));
         }
         let Some(params) = params else {
-            self.run_on_shards(seq, text, &analysis, &plan, false)
+            self.run_on_shards(seq, text, &analysis, &plan, stmt, false)
                 .await?;
             return Ok(ShardDecision::Answered);
         };
@@ -210,7 +211,7 @@ impl Session {
             self.send_error(seq, &e).await;
             return Ok(ShardDecision::Answered);
         };
-        self.run_on_shards(seq, filled, &a, &p, true).await?;
+        self.run_on_shards(seq, filled, &a, &p, stmt, true).await?;
         Ok(ShardDecision::Answered)
     }
 
@@ -260,6 +261,7 @@ impl Session {
         text: &str,
         a: &Analysis,
         plan: &ShardPlan,
+        stmt: &Statement,
         binary: bool,
     ) -> Result<(), protocol::Error> {
         let shared = self.shared.clone();
@@ -279,9 +281,28 @@ impl Session {
                     return Ok(());
                 }
             };
+            // Each shard's part goes where a read of that shard would (its replicas under the
+            // lag and read-your-writes rules), unless the session holds a connection.
+            let tables = self.tables_of(stmt, text.as_bytes());
             let mut conns = Vec::with_capacity(shards.len());
+            let mut routes = Vec::with_capacity(shards.len());
             for s in &shards {
-                match self.primary_conn(s.index()).await {
+                let conn = if self.pinned.is_some() {
+                    self.primary_conn(s.index()).await
+                } else {
+                    match self.route(Some(stmt), s.index(), None, &tables).await {
+                        Ok(mut r) => {
+                            let c = self.acquire(&mut r).await;
+                            routes.push(r);
+                            c
+                        }
+                        Err(e) => {
+                            self.send_error(seq, &e).await;
+                            return Ok(());
+                        }
+                    }
+                };
+                match conn {
                     Ok(c) => conns.push((map.shard_name(*s).to_string(), c)),
                     Err(e) => return self.backend_failed(seq, &e).await,
                 }
@@ -298,6 +319,7 @@ impl Session {
             )
             .await;
             drop(conns);
+            drop(routes);
             if let Err(f) = res {
                 let (code, state, msg) = scatter_error(f.error);
                 return self.send_error_raw(f.next_seq, code, &state, &msg).await;
