@@ -61,7 +61,8 @@ pub enum CrossShardTransactions {
     /// A transaction that reaches a second shard gets an error.
     #[default]
     Error,
-    /// Transactions spanning shards run as XA transactions (not built yet).
+    /// Transactions opened with BEGIN run as MariaDB XA transactions across the shards they touch
+    /// (two-phase commit, recovery at start-up; see docs/sharding.md).
     Xa,
 }
 
