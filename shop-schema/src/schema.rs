@@ -28,7 +28,19 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../sql/09_idempotency_keys.sql"),
     ),
     ("10_outbox.sql", include_str!("../sql/10_outbox.sql")),
+    (
+        "11_catalog_outbox.sql",
+        include_str!("../sql/11_catalog_outbox.sql"),
+    ),
 ];
+
+/// Changes for databases migrated by an earlier shop (the files above describe the tables as
+/// they are now; `CREATE TABLE IF NOT EXISTS` leaves an older table as it was).
+pub const UPGRADES: &[(&str, &str)] = &[(
+    "products.version",
+    "ALTER TABLE products ADD COLUMN IF NOT EXISTS version BIGINT UNSIGNED NOT NULL DEFAULT 1 \
+     AFTER status",
+)];
 
 /// The statements of one file: `--` comment lines dropped, split on `;`.
 pub fn statements(text: &str) -> Vec<String> {
@@ -98,6 +110,11 @@ pub async fn migrate(
             })?;
         }
         progress(name);
+    }
+    for (name, sql) in UPGRADES {
+        conn.query_drop(*sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("upgrade {name}: {e}"))?;
     }
     conn.disconnect().await?;
     Ok(())
