@@ -4,11 +4,16 @@
 //!
 //! The transaction, on the default shard (where `products` and `catalog_outbox` live):
 //! `UPDATE products SET <change>, version = version + 1` (which also locks the row), the row
-//! read back, the product's stock read on a second connection (a flash-sale SKU's stock row
-//! lives on the hot instance, which a transaction on a shard cannot touch), the event with the
-//! whole document, COMMIT. The row lock orders the changes of one product: a later event has a
-//! higher version and was read after the earlier one committed, so the index, which keeps the
-//! highest version, ends at the latest state whatever order events arrive in.
+//! read back, the event with the whole document, COMMIT. The row lock orders the changes of one
+//! product, so a later event has a higher version, and the index, which keeps the highest
+//! version, ends at the latest document whatever order events arrive in.
+//!
+//! The product's stock and category are read just before, on the same connection but outside
+//! the transaction (a flash-sale SKU's stock row lives on the hot instance, which a transaction
+//! on a shard cannot touch; and one connection at a time, so concurrent changes never wait for
+//! the pool while holding a row lock). Stock can move in between: after the commit it is read
+//! again, and if the in-stock status differs from the event's, another event (version bump
+//! only) follows, up to three rounds.
 //!
 //! What writes an event: a price change (in the price's transaction), a restock, and a sale or
 //! a give-back that flips a SKU between in stock and sold out (stock changes are autocommit
@@ -37,20 +42,46 @@ pub async fn change_product(
     reason: &str,
 ) -> Result<Option<u64>, mysql_async::Error> {
     let mut conn = db.get_conn().await?;
-    let res = change_in(db, &mut conn, id, set, reason).await;
-    if !matches!(res, Ok(Some(_))) {
-        let _ = conn.query_drop("ROLLBACK").await;
+    let mut set = set;
+    let mut version = None;
+    for _ in 0..3 {
+        let res = change_in(&mut conn, id, set, reason).await;
+        let in_stock = match res {
+            Ok(Some((v, in_stock))) => {
+                version = Some(v);
+                in_stock
+            }
+            other => {
+                let _ = conn.query_drop("ROLLBACK").await;
+                return other.map(|_| None);
+            }
+        };
+        // The stock may have moved since it was read: the last event must say how it is now.
+        let now = stock_now(&mut conn, id).await?;
+        if now.is_none_or(|(stock, _)| (stock > 0) == in_stock) {
+            break;
+        }
+        set = None;
     }
-    res
+    Ok(version)
 }
 
+/// `(stock, sold)` of SKU `id` on its primary (the hot instance for a flash-sale SKU).
+async fn stock_now(conn: &mut Conn, id: u64) -> Result<Option<(i64, i64)>, mysql_async::Error> {
+    conn.query_first(format!(
+        "/* peakgate: route=primary */ SELECT stock, sold FROM sku_stock WHERE sku_id = {id}"
+    ))
+    .await
+}
+
+/// One round: returns the new version and the in-stock status the event carries.
 async fn change_in(
-    db: &Pool,
     conn: &mut Conn,
     id: u64,
     set: Option<&str>,
     reason: &str,
-) -> Result<Option<u64>, mysql_async::Error> {
+) -> Result<Option<(u64, bool)>, mysql_async::Error> {
+    let stock = stock_now(conn, id).await?;
     let assignments = match set {
         Some(s) => format!("{s}, version = version + 1"),
         None => "version = version + 1".to_string(),
@@ -68,28 +99,25 @@ async fn change_in(
         .await?;
     let Some(row) = row else { return Ok(None) };
     let version = row.10;
-    let mut side = db.get_conn().await?;
-    let stock = source::stock_of(&mut side, std::slice::from_ref(&row)).await?;
-    let category: Option<String> = side
+    let category: Option<String> = conn
         .query_first(format!("SELECT name FROM categories WHERE id = {}", row.1))
         .await?;
-    drop(side);
     let categories = category.map(|c| (row.1, c)).into_iter().collect();
     let event = ProductEvent {
-        product: source::to_doc(row, &categories, stock.get(&id).copied()),
+        product: source::to_doc(row, &categories, stock),
         reason: reason.to_string(),
         changed_at_ms: unix_ms(),
     };
-    let payload = json!(event).to_string();
+    let in_stock = event.product.in_stock;
     conn.query_drop(format!(
         "INSERT INTO catalog_outbox (aggregate_type, aggregate_id, event_type, payload) \
          VALUES ('product', {id}, {}, {})",
         lit(PRODUCT_UPDATED),
-        lit(payload)
+        lit(json!(event).to_string())
     ))
     .await?;
     conn.query_drop("COMMIT").await?;
-    Ok(Some(version))
+    Ok(Some((version, in_stock)))
 }
 
 /// After stock of `skus` was taken (`taken`) or given back (`!taken`, `(sku, quantity)`):
