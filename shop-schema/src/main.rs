@@ -148,7 +148,8 @@ enum Cmd {
     },
     /// Drive the service with a workload and check the flash sale for oversell.
     Load {
-        /// browse | checkout | flash-sale | mixed (`peak` = mixed).
+        /// browse | search | checkout | flash-sale | mixed (`peak` = mixed). browse and search
+        /// need `serve --search-index`.
         #[arg(long, default_value = "mixed")]
         scenario: String,
         /// Run time in seconds.
@@ -173,6 +174,10 @@ enum Cmd {
         flash_sku: u64,
         #[arg(long, default_value_t = 300)]
         flash_stock: i64,
+        /// The proxy's admin metrics (e.g. http://127.0.0.1:6080/metrics): its statement
+        /// counters are compared before and after; a search run must add none.
+        #[arg(long)]
+        proxy_metrics: Option<String>,
     },
     /// Print a proxy config: a topology's config with the shop's shard map in place of its own.
     ProxyConfig {
@@ -371,9 +376,12 @@ async fn main() -> anyhow::Result<()> {
             products,
             flash_sku,
             flash_stock,
+            proxy_metrics,
         } => {
             let Some(scenario) = load::Scenario::parse(&scenario) else {
-                anyhow::bail!("scenario {scenario:?}: browse, checkout, flash-sale or mixed")
+                anyhow::bail!(
+                    "scenario {scenario:?}: browse, search, checkout, flash-sale or mixed"
+                )
             };
             let report = load::run(&load::LoadPlan {
                 scenario,
@@ -386,10 +394,12 @@ async fn main() -> anyhow::Result<()> {
                 flash_sku,
                 flash_stock,
                 progress: true,
+                proxy_metrics,
             })
             .await?;
             print!("{}", report.render());
             anyhow::ensure!(report.oversell_ok(), "oversell check failed");
+            anyhow::ensure!(report.no_sql_ok(), "the search-only run issued SQL");
         }
         Cmd::ProxyConfig {
             topology,

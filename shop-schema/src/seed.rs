@@ -67,7 +67,7 @@ const CATEGORIES: &[(&str, &str, &str)] = &[
 
 /// (brand as the shop shows it and in Chinese titles, brand in English titles): Latin brands,
 /// and Chinese ones that English titles spell in Latin.
-const BRANDS: &[(&str, &str)] = &[
+pub const BRANDS: &[(&str, &str)] = &[
     ("Xiaomi", "Xiaomi"),
     ("Huawei", "Huawei"),
     ("Anker", "Anker"),
@@ -90,7 +90,8 @@ const ADJ_EN: &[&str] = &[
     "Slim", "Flagship", "Classic", "Limited", "New", "Premium", "Portable", "Smart", "Organic",
     "Retro",
 ];
-const NOUNS: &[(&str, &str)] = &[
+/// (Chinese, English) product nouns, one per category.
+pub const NOUNS: &[(&str, &str)] = &[
     ("手机", "Phone"),
     ("笔记本", "Laptop"),
     ("蓝牙耳机", "Bluetooth Earbuds"),
