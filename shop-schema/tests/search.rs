@@ -14,25 +14,23 @@
 //! Needs the topology (PEAKGATE_CONFIG, or `scripts/topology up`), NATS JetStream
 //! (SHOP_TEST_NATS, default nats://127.0.0.1:4222) and Redis on 127.0.0.1:6379.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
+use common::{ShopProxy, delete_stream, nats_url, wait_until};
 use mysql_async::prelude::Queryable;
 use peakgate_shop::outbox::{Relay, RelayConfig};
 use peakgate_shop::search::sync::{IndexSync, IndexSyncConfig, SearchStats, open_stream};
 use peakgate_shop::search::{SearchIndex, rebuild};
-use peakgate_shop::{db, proxy_config, schema, seed, service};
-use peakgate_tests::{TestProxy, unique_name};
+use peakgate_shop::{db, schema, seed, service};
 use serde_json::{Value, json};
 
 const PRODUCTS: u64 = 120;
-
-fn nats_url() -> String {
-    std::env::var("SHOP_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
-}
 
 /// A product as the test reads it from the database.
 #[derive(Debug, Clone)]
@@ -46,7 +44,7 @@ struct Row {
 }
 
 struct Env {
-    proxy: TestProxy,
+    shop: ShopProxy,
     url: String,
     db: String,
     hot_url: String,
@@ -89,7 +87,7 @@ impl Env {
 
     /// Sum of the proxy's `peakgate_statements_total` (every kind).
     async fn proxy_statements(&self) -> anyhow::Result<u64> {
-        let text = self.proxy.admin_get("/metrics").await?;
+        let text = self.shop.proxy.admin_get("/metrics").await?;
         Ok(text
             .lines()
             .filter(|l| l.starts_with("peakgate_statements_total{"))
@@ -98,51 +96,16 @@ impl Env {
     }
 
     async fn cleanup(&self) {
-        let drop_sql = format!("DROP DATABASE IF EXISTS `{}`", self.db);
-        for url in [self.url.as_str(), self.hot_url.as_str()] {
-            let Ok(opts) = mysql_async::Opts::from_url(url) else {
-                continue;
-            };
-            let opts = mysql_async::OptsBuilder::from_opts(opts)
-                .db_name(None::<String>)
-                .prefer_socket(false);
-            if let Ok(mut c) = mysql_async::Conn::new(opts).await {
-                let _ = c.query_drop(&drop_sql).await;
-                let _ = c.disconnect().await;
-            }
-        }
-        if let Ok(client) = async_nats::connect(nats_url()).await {
-            let _ = async_nats::jetstream::new(client)
-                .delete_stream(&self.stream)
-                .await;
-        }
+        self.shop.drop_database().await;
+        delete_stream(&self.stream).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_on_the_index_and_through_the_outbox() -> anyhow::Result<()> {
-    let path = match std::env::var("PEAKGATE_CONFIG") {
-        Ok(p) => p.into(),
-        Err(_) => peakgate_tests::ensure_topology()?,
-    };
-    let topology =
-        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
-    let name = unique_name("it_search");
-    let text = proxy_config::merge(
-        &topology,
-        &proxy_config::Overrides {
-            database: Some(name.clone()),
-            mysql: Some("127.0.0.1:0".into()),
-            admin: Some("127.0.0.1:0".into()),
-        },
-    )?;
-    let cfg: toml::Table = toml::from_str(&text)?;
-    let hot = cfg["hotspot"]["instance"]
-        .as_str()
-        .context("the topology has no hot instance")?
-        .to_string();
-    let proxy = TestProxy::start_text(&text).await?;
-    let url = format!("mysql://shop:shop@{}/{name}", proxy.mysql);
+    let shop_proxy = ShopProxy::start("it_search").await?;
+    let name = shop_proxy.db.clone();
+    let url = shop_proxy.url.clone();
     let dir = tempfile::tempdir()?;
     let index = Arc::new(SearchIndex::open(dir.path())?);
     let redis = redis::Client::open("redis://127.0.0.1:6379/")?
@@ -163,10 +126,10 @@ async fn search_on_the_index_and_through_the_outbox() -> anyhow::Result<()> {
     let app = service::router(Arc::new(shop));
     tokio::spawn(async move { axum::serve(listener, app).await });
     let env = Env {
-        proxy,
+        hot_url: shop_proxy.hot_url.clone(),
+        shop: shop_proxy,
         url,
         db: name.clone(),
-        hot_url: format!("mysql://root@{hot}"),
         stream: name.to_uppercase(),
         prefix: format!("{name}.outbox"),
         base,
@@ -467,26 +430,6 @@ async fn relevance_filters_and_facets(env: &Env, catalogue: &[Row]) -> anyhow::R
         statements_after - statements_before
     );
     Ok(())
-}
-
-/// Polls `check` every 50 ms until it holds or `limit` passes; returns the time it took.
-async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await? {
-            return Ok(start.elapsed());
-        }
-        anyhow::ensure!(
-            start.elapsed() < limit,
-            "{what}: not after {} ms",
-            limit.as_millis()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Is product `id` found at exactly `price`?
