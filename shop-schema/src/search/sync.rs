@@ -137,10 +137,25 @@ pub fn position_of(info: &stream::Info) -> IndexPosition {
 
 /// Why the index cannot simply resume from its position on this stream, if it cannot.
 pub fn rebuild_reason(position: Option<&IndexPosition>, info: &stream::Info) -> Option<String> {
+    resume_problem(
+        position,
+        &position_of(info),
+        info.state.first_sequence,
+        info.state.messages,
+    )
+}
+
+/// [`rebuild_reason`] on the stream's facts: `now` (identity and last sequence), its first
+/// sequence and how many messages it holds.
+fn resume_problem(
+    position: Option<&IndexPosition>,
+    now: &IndexPosition,
+    first_seq: u64,
+    messages: u64,
+) -> Option<String> {
     let Some(p) = position else {
         return Some("the index has never been built".into());
     };
-    let now = position_of(info);
     if p.stream != now.stream || p.stream_created != now.stream_created {
         return Some(format!(
             "the index follows stream {} created at {}, not this one",
@@ -153,11 +168,11 @@ pub fn rebuild_reason(position: Option<&IndexPosition>, info: &stream::Info) -> 
             p.stream_seq, now.stream_seq
         ));
     }
-    if info.state.messages > 0 && info.state.first_sequence > p.stream_seq + 1 {
+    if messages > 0 && first_seq > p.stream_seq + 1 {
         return Some(format!(
             "events {}..{} are no longer in the stream",
             p.stream_seq + 1,
-            info.state.first_sequence - 1
+            first_seq - 1
         ));
     }
     None
@@ -429,6 +444,31 @@ mod tests {
             product_subject("shop.outbox"),
             "shop.outbox.product.updated"
         );
+    }
+
+    #[test]
+    fn an_index_resumes_only_a_stream_that_still_has_its_events() {
+        let at = |seq| IndexPosition {
+            stream: "S".into(),
+            stream_created: "1".into(),
+            stream_seq: seq,
+        };
+        let now = at(100);
+        // In step, behind with the events still there, or the stream empty: resume.
+        assert_eq!(resume_problem(Some(&at(100)), &now, 1, 100), None);
+        assert_eq!(resume_problem(Some(&at(40)), &now, 1, 100), None);
+        assert_eq!(resume_problem(Some(&at(40)), &now, 41, 60), None);
+        assert_eq!(resume_problem(Some(&at(40)), &now, 101, 0), None);
+        // Never built; events removed; the stream created again (or another one); ahead of it.
+        assert!(resume_problem(None, &now, 1, 100).is_some());
+        let gone = resume_problem(Some(&at(40)), &now, 60, 41).expect("gap");
+        assert!(gone.contains("41..59"), "{gone}");
+        let again = IndexPosition {
+            stream_created: "2".into(),
+            ..now.clone()
+        };
+        assert!(resume_problem(Some(&at(40)), &again, 1, 100).is_some());
+        assert!(resume_problem(Some(&at(120)), &now, 1, 100).is_some());
     }
 
     #[test]
