@@ -9,7 +9,8 @@
 //!    against counts computed from the database, bad parameters, and no SQL during searches;
 //! 2. the pipeline: relay and index consumer running; a price change through the API is
 //!    searchable within 2 s; the consumer is stopped, changes are made, and after a restart every
-//!    one of them is in the index; an old event published again changes nothing.
+//!    one of them is in the index; an old event published again changes nothing; a second
+//!    replica (own directory and durable consumer) gets the next change too.
 //!
 //! Needs the topology (PEAKGATE_CONFIG, or `scripts/topology up`), NATS JetStream
 //! (SHOP_TEST_NATS, default nats://127.0.0.1:4222) and Redis on 127.0.0.1:6379.
@@ -26,7 +27,7 @@ use common::{ShopProxy, delete_stream, nats_url, wait_until};
 use mysql_async::prelude::Queryable;
 use peakgate_shop::outbox::{Relay, RelayConfig};
 use peakgate_shop::search::sync::{IndexSync, IndexSyncConfig, SearchStats, open_stream};
-use peakgate_shop::search::{SearchIndex, rebuild};
+use peakgate_shop::search::{SearchIndex, query, rebuild};
 use peakgate_shop::{db, schema, seed, service};
 use serde_json::{Value, json};
 
@@ -582,6 +583,52 @@ async fn pipeline(env: &Env, catalogue: &[Row]) -> anyhow::Result<()> {
         metrics.contains("shop_search_index_lag_seconds_count"),
         "no lag metric"
     );
+
+    // A second replica (another directory, its own durable consumer), built from the database
+    // now: it has every change so far, and the next change reaches both.
+    let dir_b = tempfile::tempdir()?;
+    let index_b = Arc::new(SearchIndex::open(dir_b.path())?);
+    let stream = open_stream(&nats_url(), &sync_config(env, "unused")).await?;
+    rebuild::rebuild(index_b.clone(), &env.pool, &stream, false).await?;
+    let replica = IndexSync::connect(
+        index_b.clone(),
+        &nats_url(),
+        sync_config(env, &format!("{}_search_b", env.db)),
+        Arc::new(SearchStats::default()),
+    )
+    .await?;
+    let task_b = tokio::spawn(async move { replica.run().await });
+    let found_in_b = |price: &str| {
+        let params = query::SearchParams {
+            min_price: Some(price.to_string()),
+            max_price: Some(price.to_string()),
+            ..Default::default()
+        };
+        let request = query::SearchRequest::parse(&params).map_err(anyhow::Error::msg)?;
+        let ids: Vec<u64> = query::search(&index_b, &request)?
+            .hits
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        anyhow::Ok(ids)
+    };
+    anyhow::ensure!(
+        found_in_b(&changed[0].1)? == [changed[0].0],
+        "replica B lacks a change"
+    );
+    let id = catalogue[30].id;
+    env.put(
+        &format!("/admin/products/{id}/price"),
+        json!({ "price": "54321.00" }),
+    )
+    .await?;
+    wait_until(
+        Duration::from_secs(2),
+        "the change in both replicas",
+        || async { Ok(found_at(env, id, "54321.00").await? && found_in_b("54321.00")? == [id]) },
+    )
+    .await?;
+    task_b.abort();
     task.abort();
     relay_task.abort();
     eprintln!(
