@@ -29,13 +29,11 @@ use mysql_async::{Conn, Pool};
 use serde_json::Value;
 
 use crate::db::{ER_DUP_ENTRY, lit, server_code};
+use crate::metrics::LagHistogram;
 use crate::outbox::{Envelope, ensure_stream};
 
 /// The back-office DDL, applied by [`prepare_db`].
 pub const DDL: &str = include_str!("../sql/backoffice/01_backoffice.sql");
-
-/// Lag histogram bucket upper bounds, seconds.
-const LAG_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
 /// Where the consumer reads and how.
 #[derive(Clone, Debug)]
@@ -82,26 +80,11 @@ pub struct BackofficeStats {
     pub invalid: AtomicU64,
     /// Failed applies (database), redelivered later.
     pub errors: AtomicU64,
-    lag_buckets: [AtomicU64; 11],
-    lag_count: AtomicU64,
-    lag_sum_ms: AtomicU64,
-    /// Lag of the last event applied, milliseconds.
-    pub last_lag_ms: AtomicU64,
+    /// Pipeline lag of the events applied.
+    pub lag: LagHistogram,
 }
 
 impl BackofficeStats {
-    fn observe_lag(&self, ms: u64) {
-        let secs = ms as f64 / 1000.0;
-        for (i, le) in LAG_BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                self.lag_buckets[i].fetch_add(1, Relaxed);
-            }
-        }
-        self.lag_count.fetch_add(1, Relaxed);
-        self.lag_sum_ms.fetch_add(ms, Relaxed);
-        self.last_lag_ms.store(ms, Relaxed);
-    }
-
     /// Prometheus text: counters and the pipeline-lag histogram.
     pub fn render(&self) -> String {
         let mut out = format!(
@@ -110,30 +93,17 @@ impl BackofficeStats {
              shop_backoffice_events_total{{result=\"applied\"}} {}\n\
              shop_backoffice_events_total{{result=\"duplicate\"}} {}\n\
              shop_backoffice_events_total{{result=\"invalid\"}} {}\n\
-             shop_backoffice_events_total{{result=\"error\"}} {}\n\
-             # HELP shop_outbox_pipeline_lag_seconds Outbox created_at to back-office commit.\n\
-             # TYPE shop_outbox_pipeline_lag_seconds histogram\n",
+             shop_backoffice_events_total{{result=\"error\"}} {}\n",
             self.applied.load(Relaxed),
             self.duplicates.load(Relaxed),
             self.invalid.load(Relaxed),
             self.errors.load(Relaxed),
         );
-        for (i, le) in LAG_BUCKETS.iter().enumerate() {
-            out.push_str(&format!(
-                "shop_outbox_pipeline_lag_seconds_bucket{{le=\"{le}\"}} {}\n",
-                self.lag_buckets[i].load(Relaxed)
-            ));
-        }
-        let count = self.lag_count.load(Relaxed);
-        out.push_str(&format!(
-            "shop_outbox_pipeline_lag_seconds_bucket{{le=\"+Inf\"}} {count}\n\
-             shop_outbox_pipeline_lag_seconds_sum {:.3}\n\
-             shop_outbox_pipeline_lag_seconds_count {count}\n\
-             # TYPE shop_outbox_pipeline_last_lag_seconds gauge\n\
-             shop_outbox_pipeline_last_lag_seconds {:.3}\n",
-            self.lag_sum_ms.load(Relaxed) as f64 / 1000.0,
-            self.last_lag_ms.load(Relaxed) as f64 / 1000.0,
-        ));
+        self.lag.render(
+            &mut out,
+            "shop_outbox_pipeline",
+            "Outbox created_at to back-office commit.",
+        );
         out
     }
 }
@@ -269,7 +239,7 @@ impl Backoffice {
         match apply(&self.pool, &env, seq, deliveries).await {
             Ok(Outcome::Applied(lag)) => {
                 self.stats.applied.fetch_add(1, Relaxed);
-                self.stats.observe_lag(lag);
+                self.stats.lag.observe(lag);
                 let n = self.commits.fetch_add(1, Relaxed) + 1;
                 if self.cfg.crash_after_commits.is_some_and(|limit| n >= limit) {
                     anyhow::bail!(
@@ -456,14 +426,12 @@ mod tests {
     }
 
     #[test]
-    fn lag_histogram_is_cumulative() {
+    fn stats_render_the_pipeline_lag() {
         let s = BackofficeStats::default();
-        s.observe_lag(30);
-        s.observe_lag(700);
+        s.lag.observe(700);
         let text = s.render();
-        assert!(text.contains("shop_outbox_pipeline_lag_seconds_bucket{le=\"0.05\"} 1\n"));
-        assert!(text.contains("shop_outbox_pipeline_lag_seconds_bucket{le=\"1\"} 2\n"));
-        assert!(text.contains("shop_outbox_pipeline_lag_seconds_count 2\n"));
+        assert!(text.contains("shop_backoffice_events_total{result=\"applied\"} 0\n"));
+        assert!(text.contains("shop_outbox_pipeline_lag_seconds_count 1\n"));
         assert!(text.contains("shop_outbox_pipeline_last_lag_seconds 0.700\n"));
     }
 }

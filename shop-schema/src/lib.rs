@@ -10,7 +10,9 @@
 //!   cache-aside with single-flight, [`metrics`] the business metrics on `/metrics`;
 //! - [`load`]: the peak load generator and its oversell check;
 //! - [`outbox`]: the relay of outbox rows to NATS JetStream; [`backoffice`]: the consumer that
-//!   applies them, exactly once in effect, to a separate back-office database.
+//!   applies them, exactly once in effect, to a separate back-office database;
+//! - [`search`]: product search on a tantivy index (CJK + Latin tokenizer, facets, highlighting),
+//!   kept in sync by an index consumer of the same stream, and `reindex`.
 //!
 //! The service never knows shards or replicas: it names tables and shard keys, the proxy does
 //! the rest. Where the proxy needs the text protocol (INSERTs whose ids it generates, reads over
@@ -25,5 +27,6 @@ pub mod money;
 pub mod outbox;
 pub mod proxy_config;
 pub mod schema;
+pub mod search;
 pub mod seed;
 pub mod service;

@@ -1,5 +1,6 @@
 //! `peakgate-shop load --scenario peak`: a peak workload against the shop service and the
-//! flash-sale oversell check.
+//! flash-sale oversell check. `--scenario search` runs searches only, and with the proxy's
+//! metrics URL checks that they issued no SQL.
 //!
 //! Each of `concurrency` virtual users logs in as a seeded member, then loops until the end:
 //! browse-heavy (listing pages, product detail with zipf-like popularity), some orders (with an
@@ -22,13 +23,15 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use crate::seed::{SEED_PASSWORD, member_email, normal_product_id};
+use crate::seed::{BRANDS, NOUNS, SEED_PASSWORD, member_email, normal_product_id};
 
 /// The traffic mix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
-    /// Catalogue listing, product detail and order history; no orders, no flash sale.
+    /// Catalogue listing, search, product detail and order history; no orders, no flash sale.
     Browse,
+    /// `GET /search` only, no login: the database must see no statement.
+    Search,
     /// Mostly orders and payments, with some browsing; no flash sale.
     Checkout,
     /// The flash sale from the first second (most users buying the flash SKU).
@@ -42,6 +45,7 @@ impl Scenario {
     pub fn parse(s: &str) -> Option<Scenario> {
         match s {
             "browse" => Some(Scenario::Browse),
+            "search" => Some(Scenario::Search),
             "checkout" => Some(Scenario::Checkout),
             "flash-sale" => Some(Scenario::FlashSale),
             "mixed" | "peak" => Some(Scenario::Mixed),
@@ -52,6 +56,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Browse => "browse",
+            Scenario::Search => "search",
             Scenario::Checkout => "checkout",
             Scenario::FlashSale => "flash-sale",
             Scenario::Mixed => "mixed",
@@ -73,6 +78,8 @@ pub struct LoadPlan {
     pub flash_sku: u64,
     pub flash_stock: i64,
     pub progress: bool,
+    /// The proxy's admin `/metrics` URL: its statement counters are read before and after.
+    pub proxy_metrics: Option<String>,
 }
 
 /// One endpoint's figures.
@@ -111,6 +118,9 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     pub idempotency_violations: u64,
     pub flash: FlashCheck,
+    /// Statements the proxy counted during the run (`peakgate_statements_total`, every kind),
+    /// when its metrics URL was given.
+    pub proxy_statements: Option<u64>,
 }
 
 impl Report {
@@ -123,6 +133,12 @@ impl Report {
             && f.order_units == sold
             && (f.unknown > 0 || f.successes as i64 == sold)
             && self.idempotency_violations == 0
+    }
+
+    /// A search-only run issued no statement through the proxy (true for other scenarios, and
+    /// when the proxy was not asked).
+    pub fn no_sql_ok(&self) -> bool {
+        self.scenario != Scenario::Search.name() || self.proxy_statements.is_none_or(|n| n == 0)
     }
 
     /// The printed summary.
@@ -160,6 +176,22 @@ impl Report {
             for (k, n) in &self.errors {
                 let _ = writeln!(s, "  {k}: {n}");
             }
+        }
+        if let Some(n) = self.proxy_statements {
+            let verdict = if self.scenario != Scenario::Search.name() {
+                ""
+            } else if n == 0 {
+                ": OK, search issued no SQL"
+            } else {
+                ": FAILED, a search-only run must issue none (is anything else using the proxy?)"
+            };
+            let _ = writeln!(
+                s,
+                "statements through the proxy during the run: {n}{verdict}"
+            );
+        }
+        if self.scenario == Scenario::Search.name() {
+            return s;
         }
         let f = &self.flash;
         let sold = f.initial - f.remaining;
@@ -298,6 +330,43 @@ impl User {
         self.call("list", req, &[200]).await;
     }
 
+    /// A search as a shopper types it: a brand, a product word (Chinese or English) or both,
+    /// sometimes a category, a price range, in-stock only, another order or a later page.
+    async fn search(&mut self) {
+        let (brand, brand_en) = BRANDS[self.rng.random_range(0..BRANDS.len())];
+        let (noun, noun_en) = NOUNS[self.rng.random_range(0..NOUNS.len())];
+        let q = match self.rng.random_range(0..6) {
+            0 => brand.to_string(),
+            1 => noun.to_string(),
+            2 => noun_en.to_lowercase(),
+            3 => format!("{brand} {noun}"),
+            4 => format!("{brand_en} {noun_en}"),
+            _ => noun.chars().take(1).collect(),
+        };
+        let mut params = vec![("q", q)];
+        if self.rng.random_bool(0.3) {
+            params.push(("category", self.rng.random_range(1..=12).to_string()));
+        }
+        if self.rng.random_bool(0.2) {
+            let lo = self.rng.random_range(10..=2000);
+            params.push(("min_price", lo.to_string()));
+            params.push(("max_price", (lo * 3).to_string()));
+        }
+        if self.rng.random_bool(0.2) {
+            params.push(("in_stock", "true".into()));
+        }
+        let sort = ["relevance", "relevance", "relevance", "price", "popularity"];
+        params.push(("sort", sort[self.rng.random_range(0..sort.len())].into()));
+        if self.rng.random_bool(0.15) {
+            params.push(("page", self.rng.random_range(2..=4).to_string()));
+        }
+        let Ok(url) = reqwest::Url::parse_with_params(&self.url("/search"), &params) else {
+            return;
+        };
+        let req = self.http.get(url);
+        self.call("search", req, &[200]).await;
+    }
+
     async fn detail(&mut self) {
         let id = self.popular_product();
         let req = self
@@ -401,16 +470,21 @@ pub async fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
     let base = &plan.base;
     let sku = plan.flash_sku;
 
+    // Search-only: no restock, no login, no stock check: nothing that writes or reads SQL.
+    let search_only = plan.scenario == Scenario::Search;
     // The flash SKU gets its stock; what was sold of it before is counted out.
-    let r = http
-        .put(format!("{base}/admin/skus/{sku}/stock"))
-        .json(&json!({ "stock": plan.flash_stock }))
-        .send()
-        .await
-        .context("is the shop service running?")?;
-    anyhow::ensure!(r.status().is_success(), "restock: {}", r.status());
-    let before = get_json(&http, format!("{base}/admin/skus/{sku}/sales")).await?;
-    let units_before = before["units"].as_i64().unwrap_or(0);
+    let mut units_before = 0;
+    if !search_only {
+        let r = http
+            .put(format!("{base}/admin/skus/{sku}/stock"))
+            .json(&json!({ "stock": plan.flash_stock }))
+            .send()
+            .await
+            .context("is the shop service running?")?;
+        anyhow::ensure!(r.status().is_success(), "restock: {}", r.status());
+        let before = get_json(&http, format!("{base}/admin/skus/{sku}/sales")).await?;
+        units_before = before["units"].as_i64().unwrap_or(0);
+    }
 
     // Log in every user first: the run measures shopping, not logging in.
     let mut users = Vec::with_capacity(plan.concurrency);
@@ -422,6 +496,18 @@ pub async fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
     let shared_plan = Arc::new(plan.clone());
     for i in 0..plan.concurrency {
         let member = (i as u64 % plan.members.max(1)) + 1;
+        if search_only {
+            users.push(User {
+                http: http.clone(),
+                plan: shared_plan.clone(),
+                token: String::new(),
+                rng: StdRng::seed_from_u64(0x5eed ^ i as u64),
+                tally: Tally::default(),
+                shared: shared.clone(),
+                pending_orders: Vec::new(),
+            });
+            continue;
+        }
         let r = http
             .post(format!("{base}/sessions"))
             .json(&json!({ "email": member_email(member), "password": SEED_PASSWORD }))
@@ -445,13 +531,17 @@ pub async fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
         });
     }
 
+    let statements_before = match &plan.proxy_metrics {
+        Some(url) => Some(proxy_statements(&http, url).await?),
+        None => None,
+    };
     let start = Instant::now();
     let end = start + Duration::from_secs(plan.seconds);
     let flash_at = match plan.scenario {
         Scenario::FlashSale => start,
         Scenario::Mixed => start + Duration::from_secs(plan.flash_at_s.unwrap_or(plan.seconds / 3)),
         // Never during the run.
-        Scenario::Browse | Scenario::Checkout => end + Duration::from_secs(3600),
+        Scenario::Browse | Scenario::Checkout | Scenario::Search => end + Duration::from_secs(3600),
     };
     let bar = if plan.progress {
         let b = indicatif::ProgressBar::new(plan.seconds);
@@ -500,10 +590,12 @@ pub async fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
                     };
                     match u.plan.scenario {
                         Scenario::Browse => match roll {
-                            r if r < 0.50 => u.browse_list().await,
+                            r if r < 0.35 => u.browse_list().await,
+                            r if r < 0.60 => u.search().await,
                             r if r < 0.95 => u.detail().await,
                             _ => u.history().await,
                         },
+                        Scenario::Search => u.search().await,
                         Scenario::Checkout => match roll {
                             r if r < 0.20 => u.browse_list().await,
                             r if r < 0.40 => u.detail().await,
@@ -579,6 +671,12 @@ pub async fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
             },
         );
     }
+    if let (Some(url), Some(before)) = (&plan.proxy_metrics, statements_before) {
+        report.proxy_statements = Some(proxy_statements(&http, url).await?.saturating_sub(before));
+    }
+    if search_only {
+        return Ok(report);
+    }
     let stock = get_json(&http, format!("{base}/skus/{sku}/stock")).await?;
     let after = get_json(&http, format!("{base}/admin/skus/{sku}/sales")).await?;
     report.flash.sku = sku;
@@ -587,6 +685,26 @@ pub async fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
     report.flash.sold_column = stock["sold"].as_i64().unwrap_or(-1);
     report.flash.order_units = after["units"].as_i64().unwrap_or(0) - units_before;
     Ok(report)
+}
+
+/// The sum of the proxy's `peakgate_statements_total` (every kind) at its admin `/metrics`.
+async fn proxy_statements(http: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
+    let r = http
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("proxy metrics at {url}"))?;
+    anyhow::ensure!(r.status().is_success(), "{url}: {}", r.status());
+    Ok(statements_in(&r.text().await?))
+}
+
+/// `peakgate_statements_total{kind=...}` summed over kinds, from Prometheus text.
+fn statements_in(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("peakgate_statements_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// The `q` quantile (0..=1) of sorted microseconds, in milliseconds.
@@ -608,6 +726,25 @@ mod tests {
         assert_eq!(percentile(&v, 0.5), 50.0);
         assert_eq!(percentile(&v, 0.99), 99.0);
         assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn proxy_statements_add_up_every_kind() {
+        let text = "# TYPE peakgate_statements_total counter\n\
+                    peakgate_statements_total{kind=\"read\"} 7\n\
+                    peakgate_statements_total{kind=\"write\"} 3\n\
+                    peakgate_statements_total_other 100\n";
+        assert_eq!(statements_in(text), 10);
+        let mut r = Report {
+            scenario: "search",
+            proxy_statements: Some(0),
+            ..Default::default()
+        };
+        assert!(r.no_sql_ok());
+        r.proxy_statements = Some(2);
+        assert!(!r.no_sql_ok());
+        r.scenario = "browse";
+        assert!(r.no_sql_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use peakgate_shop::search::{SearchIndex, rebuild, sync};
 use peakgate_shop::{backoffice, db, load, outbox, proxy_config, schema, seed, service};
 
 const DEFAULT_URL: &str = "mysql://shop:shop@127.0.0.1:6033/shop";
@@ -82,7 +83,30 @@ enum Cmd {
         /// Also run the outbox relay in this process (same as `relay`, its own connections).
         #[arg(long, conflicts_with = "no_outbox")]
         relay: bool,
-        /// NATS server of the in-process relay.
+        /// NATS server of the in-process relay and of the search index consumer.
+        #[arg(long, default_value = DEFAULT_NATS)]
+        nats: String,
+        #[command(flatten)]
+        stream: StreamArgs,
+        /// Serve `GET /search` from a search index in this directory (created, and built from
+        /// the database, if empty), kept in sync by an index consumer in this process. One
+        /// directory per instance: each instance holds its own replica.
+        #[arg(long)]
+        search_index: Option<PathBuf>,
+        /// The index consumer's durable name (default: from the host name and the index
+        /// directory). Every replica needs its own.
+        #[arg(long, requires = "search_index")]
+        search_consumer: Option<String>,
+    },
+    /// Rebuild a search index from the database (the service using that directory must be
+    /// stopped); it then resumes the stream from where the rebuild read it.
+    Reindex {
+        #[arg(long, default_value = DEFAULT_URL)]
+        url: String,
+        /// The index directory (created if missing).
+        #[arg(long)]
+        index: PathBuf,
+        /// NATS: the rebuild records the stream position the index continues from.
         #[arg(long, default_value = DEFAULT_NATS)]
         nats: String,
         #[command(flatten)]
@@ -124,7 +148,8 @@ enum Cmd {
     },
     /// Drive the service with a workload and check the flash sale for oversell.
     Load {
-        /// browse | checkout | flash-sale | mixed (`peak` = mixed).
+        /// browse | search | checkout | flash-sale | mixed (`peak` = mixed). browse and search
+        /// need `serve --search-index`.
         #[arg(long, default_value = "mixed")]
         scenario: String,
         /// Run time in seconds.
@@ -149,6 +174,10 @@ enum Cmd {
         flash_sku: u64,
         #[arg(long, default_value_t = 300)]
         flash_stock: i64,
+        /// The proxy's admin metrics (e.g. http://127.0.0.1:6080/metrics): its statement
+        /// counters are compared before and after; a search run must add none.
+        #[arg(long)]
+        proxy_metrics: Option<String>,
     },
     /// Print a proxy config: a topology's config with the shop's shard map in place of its own.
     ProxyConfig {
@@ -213,6 +242,8 @@ async fn main() -> anyhow::Result<()> {
             relay,
             nats,
             stream,
+            search_index,
+            search_consumer,
         } => {
             if relay {
                 let relay =
@@ -234,7 +265,13 @@ async fn main() -> anyhow::Result<()> {
                 outbox: !no_outbox,
                 ..Default::default()
             };
-            let shop = Arc::new(service::Shop::new(db, redis, cfg));
+            let mut shop = service::Shop::new(db, redis, cfg);
+            if let Some(dir) = search_index {
+                let durable = search_consumer.unwrap_or_else(|| sync::default_durable(&dir));
+                let (index, stats) = start_search(&dir, &url, &nats, &stream, durable).await?;
+                shop = shop.with_search(index, stats);
+            }
+            let shop = Arc::new(shop);
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("listen on {listen}"))?;
@@ -244,6 +281,29 @@ async fn main() -> anyhow::Result<()> {
                     let _ = tokio::signal::ctrl_c().await;
                 })
                 .await?;
+        }
+        Cmd::Reindex {
+            url,
+            index,
+            nats,
+            stream,
+        } => {
+            let cfg = index_sync_config(&stream, String::new());
+            let dir = index;
+            let index = Arc::new(SearchIndex::open(&dir)?);
+            let js_stream = sync::open_stream(&nats, &cfg).await?;
+            let pool = db::pool(&url, 2)?;
+            let report = rebuild::rebuild(index, &pool, &js_stream, true).await?;
+            pool.disconnect().await?;
+            println!(
+                "indexed {} products into {} in {:.1} s; the index continues stream {} after \
+                 sequence {}",
+                report.documents,
+                dir.display(),
+                report.took.as_secs_f64(),
+                report.position.stream,
+                report.position.stream_seq
+            );
         }
         Cmd::Relay {
             url,
@@ -316,9 +376,12 @@ async fn main() -> anyhow::Result<()> {
             products,
             flash_sku,
             flash_stock,
+            proxy_metrics,
         } => {
             let Some(scenario) = load::Scenario::parse(&scenario) else {
-                anyhow::bail!("scenario {scenario:?}: browse, checkout, flash-sale or mixed")
+                anyhow::bail!(
+                    "scenario {scenario:?}: browse, search, checkout, flash-sale or mixed"
+                )
             };
             let report = load::run(&load::LoadPlan {
                 scenario,
@@ -331,10 +394,12 @@ async fn main() -> anyhow::Result<()> {
                 flash_sku,
                 flash_stock,
                 progress: true,
+                proxy_metrics,
             })
             .await?;
             print!("{}", report.render());
             anyhow::ensure!(report.oversell_ok(), "oversell check failed");
+            anyhow::ensure!(report.no_sql_ok(), "the search-only run issued SQL");
         }
         Cmd::ProxyConfig {
             topology,
@@ -365,6 +430,61 @@ fn relay_config(s: &StreamArgs) -> outbox::RelayConfig {
         duplicate_window: Duration::from_secs(s.duplicate_window.max(1)),
         ..Default::default()
     }
+}
+
+fn index_sync_config(s: &StreamArgs, durable: String) -> sync::IndexSyncConfig {
+    sync::IndexSyncConfig {
+        stream: s.stream.clone(),
+        subject_prefix: s.subject_prefix.clone(),
+        durable,
+        duplicate_window: Duration::from_secs(s.duplicate_window.max(1)),
+        ..Default::default()
+    }
+}
+
+/// Opens the search index in `dir`, builds it from the database if it cannot resume the
+/// stream (empty, or its stream is gone), and runs its consumer in the background.
+async fn start_search(
+    dir: &std::path::Path,
+    url: &str,
+    nats: &str,
+    stream: &StreamArgs,
+    durable: String,
+) -> anyhow::Result<(Arc<SearchIndex>, Arc<sync::SearchStats>)> {
+    let index = Arc::new(SearchIndex::open(dir)?);
+    let cfg = index_sync_config(stream, durable);
+    let js_stream = sync::open_stream(nats, &cfg).await?;
+    let info = js_stream.get_info().await?;
+    if let Some(why) = sync::rebuild_reason(index.position()?.as_ref(), &info) {
+        tracing::info!(dir = %dir.display(), %why, "building the search index from the database");
+        let pool = db::pool(url, 2)?;
+        let report = rebuild::rebuild(index.clone(), &pool, &js_stream, false).await?;
+        pool.disconnect().await?;
+        tracing::info!(
+            documents = report.documents,
+            took_ms = report.took.as_millis() as u64,
+            "search index built"
+        );
+    }
+    let stats = Arc::new(sync::SearchStats::default());
+    let durable = cfg.durable.clone();
+    let consumer = sync::IndexSync::connect(index.clone(), nats, cfg, stats.clone()).await?;
+    tracing::info!(
+        dir = %dir.display(),
+        %durable,
+        documents = index.num_docs(),
+        position = stats.position.load(std::sync::atomic::Ordering::Relaxed),
+        "search index consumer running"
+    );
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = consumer.run().await {
+                tracing::warn!(error = %format!("{e:#}"), "search index consumer stopped; restarting");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    Ok((index, stats))
 }
 
 /// Logs the relay's counters every 10 s while they move.
@@ -404,7 +524,7 @@ fn spawn_backoffice_log(stats: Arc<backoffice::BackofficeStats>) {
                     duplicates = stats.duplicates.load(Relaxed),
                     invalid = stats.invalid.load(Relaxed),
                     errors = stats.errors.load(Relaxed),
-                    last_lag_ms = stats.last_lag_ms.load(Relaxed),
+                    last_lag_ms = stats.lag.last_ms.load(Relaxed),
                     "back office"
                 );
                 last = applied;

@@ -15,7 +15,12 @@
 //!   the database), `shop_cache_hit_ratio`;
 //! - `shop_page_views_total`, `shop_unique_visitors` (Redis HyperLogLog, today),
 //!   `shop_conversion_rate` (orders / unique visitors), `shop_members_registered_total`,
-//!   `shop_logins_total`.
+//!   `shop_logins_total`;
+//! - with `serve --search-index`, the index consumer's `shop_search_index_*` (see
+//!   [`crate::search::sync::SearchStats`]).
+//!
+//! [`LagHistogram`] is the event-lag histogram shared by the back-office consumer and the
+//! search index consumer.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -246,9 +251,83 @@ impl Metrics {
     }
 }
 
+/// Lag histogram bucket upper bounds, seconds.
+const LAG_BUCKETS: [f64; 11] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// A histogram of event lags (an event's time to the moment its effect is visible), and the
+/// last lag seen.
+#[derive(Default, Debug)]
+pub struct LagHistogram {
+    buckets: [AtomicU64; 11],
+    count: AtomicU64,
+    sum_ms: AtomicU64,
+    /// Lag of the last event observed, milliseconds.
+    pub last_ms: AtomicU64,
+}
+
+impl LagHistogram {
+    pub fn observe(&self, ms: u64) {
+        let secs = ms as f64 / 1000.0;
+        for (i, le) in LAG_BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                self.buckets[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_ms.fetch_add(ms, Relaxed);
+        self.last_ms.store(ms, Relaxed);
+    }
+
+    /// Events observed.
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    /// Prometheus text: the histogram `{base}_lag_seconds` (cumulative buckets) and the gauge
+    /// `{base}_last_lag_seconds`.
+    pub fn render(&self, out: &mut String, base: &str, help: &str) {
+        let _ = writeln!(
+            out,
+            "# HELP {base}_lag_seconds {help}\n# TYPE {base}_lag_seconds histogram"
+        );
+        for (i, le) in LAG_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{base}_lag_seconds_bucket{{le=\"{le}\"}} {}",
+                self.buckets[i].load(Relaxed)
+            );
+        }
+        let count = self.count();
+        let _ = writeln!(
+            out,
+            "{base}_lag_seconds_bucket{{le=\"+Inf\"}} {count}\n\
+             {base}_lag_seconds_sum {:.3}\n\
+             {base}_lag_seconds_count {count}\n\
+             # TYPE {base}_last_lag_seconds gauge\n\
+             {base}_last_lag_seconds {:.3}",
+            self.sum_ms.load(Relaxed) as f64 / 1000.0,
+            self.last_ms.load(Relaxed) as f64 / 1000.0,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lag_histogram_is_cumulative() {
+        let h = LagHistogram::default();
+        h.observe(30);
+        h.observe(700);
+        let mut text = String::new();
+        h.render(&mut text, "x_pipeline", "help");
+        assert!(text.contains("x_pipeline_lag_seconds_bucket{le=\"0.05\"} 1\n"));
+        assert!(text.contains("x_pipeline_lag_seconds_bucket{le=\"1\"} 2\n"));
+        assert!(text.contains("x_pipeline_lag_seconds_bucket{le=\"+Inf\"} 2\n"));
+        assert!(text.contains("x_pipeline_lag_seconds_count 2\n"));
+        assert!(text.contains("x_pipeline_last_lag_seconds 0.700\n"));
+    }
 
     #[test]
     fn renders_counters_and_histograms() {

@@ -1,6 +1,10 @@
 //! The outbox relay: unpublished `outbox` rows, read through the proxy, published to NATS
 //! JetStream at least once, then stamped `published_at`.
 //!
+//! Two tables feed it: `outbox` (order events, sharded by member, written in the order's
+//! transaction) and `catalog_outbox` (catalogue events, `product.updated`, on the default shard
+//! with `products`, written in the product change's transaction). Both go to the same stream.
+//!
 //! One round ([`Relay::run_once`]):
 //! 1. `SELECT ... FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT n` through PeakGate
 //!    with a `route=primary` hint (a replica could still show rows already stamped). Without
@@ -11,7 +15,9 @@
 //! 3. Rows whose publish was acknowledged are stamped: `UPDATE outbox SET published_at = NOW(3)
 //!    WHERE member_id = ? AND id IN (...)`, one statement per member, so each goes to one shard.
 //!
-//! The event id is `<member_id>-<outbox id>-<created_at digits>`: `outbox.id` is an
+//! A catalogue event's id is `catalog-<catalog_outbox id>-<created_at digits>` (its envelope's
+//! `member_id` is 0). An order event's id is `<member_id>-<outbox id>-<created_at digits>`:
+//! `outbox.id` is an
 //! AUTO_INCREMENT of each shard (two shards both have an id 1) and the member decides the shard,
 //! so the first two are unique in one shop database; the row's creation time (never changed)
 //! keeps ids apart when the shop's database is recreated and its ids start again at 1 while the
@@ -85,6 +91,12 @@ pub struct Envelope {
 pub fn event_id(member: u64, id: u64, created_at: &str) -> String {
     let stamp: String = created_at.chars().filter(char::is_ascii_digit).collect();
     format!("{member}-{id}-{stamp}")
+}
+
+/// The event id of `catalog_outbox` row `id` created at `created_at`.
+pub fn catalog_event_id(id: u64, created_at: &str) -> String {
+    let stamp: String = created_at.chars().filter(char::is_ascii_digit).collect();
+    format!("catalog-{id}-{stamp}")
 }
 
 /// The subject of an event type: the prefix, a dot, the type with anything outside
@@ -162,6 +174,54 @@ impl RelayStats {
 /// One unpublished row.
 type Row = (u64, u64, String, u64, String, String, String, i64);
 
+/// The two outbox tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Table {
+    /// `outbox`: order events, sharded by member.
+    Orders,
+    /// `catalog_outbox`: catalogue events, on the default shard.
+    Catalog,
+}
+
+impl Table {
+    /// Unpublished rows, oldest first, as [`Row`]s (the catalogue's member id is 0).
+    fn select(self, limit: usize) -> String {
+        let (member, table) = match self {
+            Table::Orders => ("member_id", "outbox"),
+            Table::Catalog => ("0", "catalog_outbox"),
+        };
+        format!(
+            "/* peakgate: route=primary */ SELECT id, {member}, aggregate_type, aggregate_id, \
+             event_type, payload, CAST(created_at AS CHAR), \
+             TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) \
+             FROM {table} WHERE published_at IS NULL ORDER BY id LIMIT {limit}"
+        )
+    }
+
+    fn event_id(self, member: u64, id: u64, created_at: &str) -> String {
+        match self {
+            Table::Orders => event_id(member, id, created_at),
+            Table::Catalog => catalog_event_id(id, created_at),
+        }
+    }
+
+    /// Stamps published rows: one statement per member (one shard each) for `outbox`.
+    fn stamp(self, member: u64, ids: &[u64]) -> String {
+        let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+        let list = list.join(", ");
+        match self {
+            Table::Orders => format!(
+                "UPDATE outbox SET published_at = NOW(3) WHERE member_id = {member} \
+                 AND id IN ({list}) AND published_at IS NULL"
+            ),
+            Table::Catalog => format!(
+                "UPDATE catalog_outbox SET published_at = NOW(3) \
+                 WHERE id IN ({list}) AND published_at IS NULL"
+            ),
+        }
+    }
+}
+
 /// The relay: a pool to the proxy, a JetStream context, its config and counters.
 pub struct Relay {
     pool: Pool,
@@ -192,17 +252,15 @@ impl Relay {
     /// rows were read.
     pub async fn run_once(&self) -> anyhow::Result<usize> {
         let mut conn = self.pool.get_conn().await.context("connect to the proxy")?;
-        let rows: Vec<Row> = conn
-            .query(format!(
-                "/* peakgate: route=primary */ SELECT id, member_id, aggregate_type, aggregate_id, \
-                 event_type, payload, CAST(created_at AS CHAR), \
-                 TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) \
-                 FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT {}",
-                self.cfg.batch.max(1)
-            ))
-            .await
-            .context("read unpublished outbox rows")?;
-        let oldest = rows.iter().map(|r| r.7).max().unwrap_or(0).max(0) as u64;
+        let mut rows: Vec<(Table, Row)> = Vec::new();
+        for table in [Table::Orders, Table::Catalog] {
+            let got: Vec<Row> = conn
+                .query(table.select(self.cfg.batch.max(1)))
+                .await
+                .with_context(|| format!("read unpublished {table:?} outbox rows"))?;
+            rows.extend(got.into_iter().map(|r| (table, r)));
+        }
+        let oldest = rows.iter().map(|r| r.1.7).max().unwrap_or(0).max(0) as u64;
         self.stats
             .oldest_unpublished_ms
             .store(oldest / 1000, Relaxed);
@@ -212,10 +270,13 @@ impl Relay {
 
         // Publish every row (pipelined), then await the acks in order.
         let mut pending = Vec::with_capacity(rows.len());
-        for (id, member, aggregate_type, aggregate_id, event_type, payload, created_at, _) in &rows
+        for (
+            table,
+            (id, member, aggregate_type, aggregate_id, event_type, payload, created_at, _),
+        ) in &rows
         {
             let env = Envelope {
-                event_id: event_id(*member, *id, created_at),
+                event_id: table.event_id(*member, *id, created_at),
                 outbox_id: *id,
                 member_id: *member,
                 aggregate_type: aggregate_type.clone(),
@@ -234,23 +295,23 @@ impl Relay {
                 .send_publish(subject(&self.cfg.subject_prefix, event_type), msg)
                 .await
             {
-                Ok(ack) => pending.push((*member, *id, env.event_id, ack)),
+                Ok(ack) => pending.push(((*table, *member), *id, env.event_id, ack)),
                 Err(e) => {
                     tracing::warn!(error = %e, event = %env.event_id, "publish failed");
                     break;
                 }
             }
         }
-        let mut acked: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        let mut acked: BTreeMap<(Table, u64), Vec<u64>> = BTreeMap::new();
         let mut failure = None;
-        for (member, id, event, ack) in pending {
+        for (key, id, event, ack) in pending {
             match ack.await {
                 Ok(a) => {
                     self.stats.published.fetch_add(1, Relaxed);
                     if a.duplicate {
                         self.stats.duplicates.fetch_add(1, Relaxed);
                     }
-                    acked.entry(member).or_default().push(id);
+                    acked.entry(key).or_default().push(id);
                     let n = self.acks.fetch_add(1, Relaxed) + 1;
                     if self.cfg.crash_after_acks.is_some_and(|limit| n >= limit) {
                         anyhow::bail!(
@@ -266,16 +327,12 @@ impl Relay {
             }
         }
 
-        // Stamp the acknowledged rows, one statement per member (one shard each).
-        for (member, ids) in &acked {
-            let list: Vec<String> = ids.iter().map(u64::to_string).collect();
-            conn.query_drop(format!(
-                "UPDATE outbox SET published_at = NOW(3) WHERE member_id = {member} \
-                 AND id IN ({}) AND published_at IS NULL",
-                list.join(", ")
-            ))
-            .await
-            .context("stamp published_at")?;
+        // Stamp the acknowledged rows: per member for `outbox` (one shard each), at once for
+        // `catalog_outbox`.
+        for ((table, member), ids) in &acked {
+            conn.query_drop(table.stamp(*member, ids))
+                .await
+                .context("stamp published_at")?;
             self.stats.marked.fetch_add(ids.len() as u64, Relaxed);
         }
         match failure {
@@ -323,6 +380,14 @@ mod tests {
         assert_eq!(
             event_id(17, 3, "2026-01-02 03:04:05.678"),
             "17-3-20260102030405678"
+        );
+        assert_eq!(
+            catalog_event_id(3, "2026-01-02 03:04:05.678"),
+            "catalog-3-20260102030405678"
+        );
+        assert_eq!(
+            Table::Catalog.stamp(0, &[4, 5]),
+            "UPDATE catalog_outbox SET published_at = NOW(3) WHERE id IN (4, 5) AND published_at IS NULL"
         );
         let env = Envelope {
             event_id: event_id(1, 2, "2026-01-01 00:00:00.000"),

@@ -93,7 +93,8 @@ algorithm = "consistent_hash"
         )?;
         let t: toml::Table = toml::from_str(&out)?;
         let tables = t["tables"].as_array().map(Vec::len).unwrap_or(0);
-        assert_eq!(tables, 8, "{out}");
+        assert_eq!(tables, 9, "{out}");
+        assert!(out.contains("name = \"it_shop_1.catalog_outbox\""), "{out}");
         assert!(out.contains("name = \"it_shop_1.outbox\""), "{out}");
         assert!(out.contains("binding = \"it_shop_1.orders\""), "{out}");
         assert!(out.contains("table = \"it_shop_1.sku_stock\""), "{out}");

@@ -28,7 +28,21 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../sql/09_idempotency_keys.sql"),
     ),
     ("10_outbox.sql", include_str!("../sql/10_outbox.sql")),
+    (
+        "11_catalog_outbox.sql",
+        include_str!("../sql/11_catalog_outbox.sql"),
+    ),
 ];
+
+/// Changes for databases migrated by an earlier shop (the files above describe the tables as
+/// they are now; `CREATE TABLE IF NOT EXISTS` leaves an older table as it was): a query that
+/// counts what is there, and the statement that adds it when the count is 0. (The proxy's
+/// parser does not take MariaDB's `ADD COLUMN IF NOT EXISTS` on a mapped table.)
+pub const UPGRADES: &[(&str, &str)] = &[(
+    "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
+     AND TABLE_NAME = 'products' AND COLUMN_NAME = 'version'",
+    "ALTER TABLE products ADD COLUMN version BIGINT UNSIGNED NOT NULL DEFAULT 1 AFTER status",
+)];
 
 /// The statements of one file: `--` comment lines dropped, split on `;`.
 pub fn statements(text: &str) -> Vec<String> {
@@ -99,7 +113,26 @@ pub async fn migrate(
         }
         progress(name);
     }
+    upgrade(&mut conn, &mut progress).await?;
     conn.disconnect().await?;
+    Ok(())
+}
+
+/// Applies the [`UPGRADES`] a database lacks, through `conn` (database selected); tells
+/// `progress` each statement run.
+pub async fn upgrade(
+    conn: &mut mysql_async::Conn,
+    mut progress: impl FnMut(&str),
+) -> anyhow::Result<()> {
+    for (check, alter) in UPGRADES {
+        let present: Option<i64> = conn.query_first(*check).await?;
+        if present == Some(0) {
+            conn.query_drop(*alter)
+                .await
+                .map_err(|e| anyhow::anyhow!("{alter}: {e}"))?;
+            progress(alter);
+        }
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! `peakgate-shop seed`: realistic data through the proxy. Categories (Chinese and English
-//! names), products with CJK and Latin titles and prices, stock for every SKU (the flash-sale
-//! SKUs 1001-1010 included, whose rows the proxy puts on the hot instance) and members who can
+//! names), products with CJK and Latin titles, Latin and Chinese brands, and prices, stock for every SKU (the flash-sale
+//! SKUs 1001-1010 included, whose rows the proxy puts on the hot instance; normal SKUs with the
+//! units sold so far, search's popularity) and members who can
 //! log in (`member{N}@shop.example`, password [`SEED_PASSWORD`]). Re-running it is harmless:
 //! rows that exist are kept (INSERT IGNORE).
 
@@ -64,21 +65,23 @@ const CATEGORIES: &[(&str, &str, &str)] = &[
     ("books", "图书", "Books"),
 ];
 
-const BRANDS: &[&str] = &[
-    "Xiaomi",
-    "Huawei",
-    "Anker",
-    "Lenovo",
-    "Li-Ning",
-    "Anta",
-    "Midea",
-    "Haier",
-    "Uniqlo",
-    "Perfect Diary",
-    "Three Squirrels",
-    "Muji",
-    "Sony",
-    "Lego",
+/// (brand as the shop shows it and in Chinese titles, brand in English titles): Latin brands,
+/// and Chinese ones that English titles spell in Latin.
+pub const BRANDS: &[(&str, &str)] = &[
+    ("Xiaomi", "Xiaomi"),
+    ("Huawei", "Huawei"),
+    ("Anker", "Anker"),
+    ("Lenovo", "Lenovo"),
+    ("Li-Ning", "Li-Ning"),
+    ("Anta", "Anta"),
+    ("美的", "Midea"),
+    ("海尔", "Haier"),
+    ("Uniqlo", "Uniqlo"),
+    ("完美日记", "Perfect Diary"),
+    ("三只松鼠", "Three Squirrels"),
+    ("Muji", "Muji"),
+    ("Sony", "Sony"),
+    ("Lego", "Lego"),
 ];
 const ADJ_ZH: &[&str] = &[
     "轻薄", "旗舰", "经典", "限定", "新款", "高端", "便携", "智能", "有机", "复古",
@@ -87,7 +90,8 @@ const ADJ_EN: &[&str] = &[
     "Slim", "Flagship", "Classic", "Limited", "New", "Premium", "Portable", "Smart", "Organic",
     "Retro",
 ];
-const NOUNS: &[(&str, &str)] = &[
+/// (Chinese, English) product nouns, one per category.
+pub const NOUNS: &[(&str, &str)] = &[
     ("手机", "Phone"),
     ("笔记本", "Laptop"),
     ("蓝牙耳机", "Bluetooth Earbuds"),
@@ -102,22 +106,25 @@ const NOUNS: &[(&str, &str)] = &[
     ("小说", "Novel"),
 ];
 
+/// A progress bar of `len` steps drawn with `template` (indicatif's), or a hidden one.
+pub fn progress_bar(show: bool, len: u64, template: &str) -> anyhow::Result<ProgressBar> {
+    if !show {
+        return Ok(ProgressBar::hidden());
+    }
+    let b = ProgressBar::new(len);
+    b.set_style(ProgressStyle::with_template(template)?.progress_chars("=> "));
+    Ok(b)
+}
+
 /// Runs the plan through a connection to the proxy (database selected).
 pub async fn seed(conn: &mut mysql_async::Conn, plan: &SeedPlan) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(plan.seed);
     let total = CATEGORIES.len() as u64 + 2 * (plan.products + 10) + 2 * plan.members;
-    let bar = if plan.progress {
-        let b = ProgressBar::new(total);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {msg:<12} [{bar:40}] {pos}/{len} rows ({per_sec}, {eta} left)",
-            )?
-            .progress_chars("=> "),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = progress_bar(
+        plan.progress,
+        total,
+        "{spinner} {msg:<12} [{bar:40}] {pos}/{len} rows ({per_sec}, {eta} left)",
+    )?;
 
     bar.set_message("categories");
     let rows: Vec<String> = CATEGORIES
@@ -149,13 +156,13 @@ pub async fn seed(conn: &mut mysql_async::Conn, plan: &SeedPlan) -> anyhow::Resu
     for p in &mut products {
         let cat = (p.0 % CATEGORIES.len() as u64) as usize;
         let noun = NOUNS[cat % NOUNS.len()];
-        let brand = BRANDS[rng.random_range(0..BRANDS.len())];
+        let (brand, brand_en) = BRANDS[rng.random_range(0..BRANDS.len())];
         let a = rng.random_range(0..ADJ_ZH.len());
         let price = Money(rng.random_range(990..=899_900) / 10 * 10);
         let list = Money(price.0 + price.0 / 5);
         p.1 = if p.2 { Money(price.0 / 2) } else { price };
         let zh = format!("{brand} {}{} {}号", ADJ_ZH[a], noun.0, p.0);
-        let en = format!("{brand} {} {} #{}", ADJ_EN[a], noun.1, p.0);
+        let en = format!("{brand_en} {} {} #{}", ADJ_EN[a], noun.1, p.0);
         let desc =
             format!("{zh}：正品保障，七天无理由退货。{en}: genuine, free returns within 7 days.");
         product_rows.push(format!(
@@ -184,13 +191,18 @@ pub async fn seed(conn: &mut mysql_async::Conn, plan: &SeedPlan) -> anyhow::Resu
     bar.set_message("stock");
     // Hot and normal SKUs never share a statement: the proxy refuses the mix.
     let (hot, normal): (Vec<&(u64, Money, bool)>, Vec<_>) = products.iter().partition(|p| p.2);
+    // Units sold so far (search ranks by it): few products sell most.
     let normal_rows: Vec<String> = normal
         .iter()
-        .map(|p| format!("({}, {}, {})", p.0, p.0, rng.random_range(50..=5000)))
+        .map(|p| {
+            let stock = rng.random_range(50..=5000);
+            let sold = (rng.random::<f64>().powi(4) * 5000.0) as i64;
+            format!("({}, {}, {stock}, {sold})", p.0, p.0)
+        })
         .collect();
     for chunk in normal_rows.chunks(BATCH) {
         conn.query_drop(format!(
-            "INSERT IGNORE INTO sku_stock (sku_id, product_id, stock) VALUES {}",
+            "INSERT IGNORE INTO sku_stock (sku_id, product_id, stock, sold) VALUES {}",
             chunk.join(", ")
         ))
         .await?;

@@ -9,26 +9,24 @@
 //! Everything is named after the test run (shop database, stream, subjects, durable, back-office
 //! database) and removed at the end.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
+use common::{ShopProxy, delete_stream, drop_database, nats_url, wait_until};
 use mysql_async::prelude::Queryable;
 use peakgate_shop::backoffice::{Backoffice, BackofficeConfig, BackofficeStats};
 use peakgate_shop::outbox::{Relay, RelayConfig, event_id};
-use peakgate_shop::{backoffice, db, proxy_config, schema, seed, service};
-use peakgate_tests::{TestProxy, unique_name};
+use peakgate_shop::{backoffice, db, schema, seed, service};
 use serde_json::{Value, json};
 
 const MEMBERS: u64 = 12;
 /// Outbox rows written directly through the proxy, besides the orders' own.
 const EXTRA_ROWS: u64 = 240;
-
-fn nats_url() -> String {
-    std::env::var("SHOP_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
-}
 
 fn backoffice_server() -> String {
     std::env::var("SHOP_TEST_BACKOFFICE_MYSQL")
@@ -49,91 +47,35 @@ async fn count(url: &str, sql: &str) -> anyhow::Result<i64> {
     Ok(n.unwrap_or(0))
 }
 
-/// Waits until `check` holds, up to `limit`.
-async fn wait_for<F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        anyhow::ensure!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 struct Env {
     shop_url: String,
-    shop_db: String,
     hot_url: String,
     bo_url: String,
     bo_db: String,
     stream: String,
-    _proxy: TestProxy,
+    shop: ShopProxy,
 }
 
 impl Env {
     async fn cleanup(&self) {
-        let drop_shop = format!("DROP DATABASE IF EXISTS `{}`", self.shop_db);
-        let drop_bo = format!("DROP DATABASE IF EXISTS `{}`", self.bo_db);
-        for (url, sql) in [
-            (self.shop_url.as_str(), &drop_shop),
-            (self.hot_url.as_str(), &drop_shop),
-            (self.bo_url.as_str(), &drop_bo),
-        ] {
-            let Ok(opts) = mysql_async::Opts::from_url(url) else {
-                continue;
-            };
-            let opts = mysql_async::OptsBuilder::from_opts(opts)
-                .db_name(None::<String>)
-                .prefer_socket(false);
-            if let Ok(mut c) = mysql_async::Conn::new(opts).await {
-                let _ = c.query_drop(sql).await;
-                let _ = c.disconnect().await;
-            }
-        }
+        self.shop.drop_database().await;
+        drop_database(&self.bo_url, &self.bo_db).await;
         // Deleting the stream deletes its durable consumer too.
-        if let Ok(client) = async_nats::connect(nats_url()).await {
-            let _ = async_nats::jetstream::new(client)
-                .delete_stream(&self.stream)
-                .await;
-        }
+        delete_stream(&self.stream).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_reaches_the_back_office_exactly_once() -> anyhow::Result<()> {
-    let path = match std::env::var("PEAKGATE_CONFIG") {
-        Ok(p) => p.into(),
-        Err(_) => peakgate_tests::ensure_topology()?,
-    };
-    let topology =
-        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
-    let name = unique_name("it_outbox");
-    let text = proxy_config::merge(
-        &topology,
-        &proxy_config::Overrides {
-            database: Some(name.clone()),
-            mysql: Some("127.0.0.1:0".into()),
-            admin: Some("127.0.0.1:0".into()),
-        },
-    )?;
-    let cfg: toml::Table = toml::from_str(&text)?;
-    let hot = cfg["hotspot"]["instance"]
-        .as_str()
-        .context("the topology has no hot instance")?;
-    let proxy = TestProxy::start_text(&text).await?;
+    let shop = ShopProxy::start("it_outbox").await?;
+    let name = shop.db.clone();
     let env = Env {
-        shop_url: format!("mysql://shop:shop@{}/{name}", proxy.mysql),
-        shop_db: name.clone(),
-        hot_url: format!("mysql://root@{hot}"),
+        shop_url: shop.url.clone(),
+        hot_url: shop.hot_url.clone(),
         bo_url: format!("{}/{name}_bo", backoffice_server()),
         bo_db: format!("{name}_bo"),
         stream: name.to_uppercase(),
-        _proxy: proxy,
+        shop,
     };
     let result = run(&env, &name).await;
     env.cleanup().await;
@@ -328,7 +270,7 @@ async fn run(env: &Env, name: &str) -> anyhow::Result<()> {
     let consumer =
         Backoffice::connect(bo_pool.clone(), &nats_url(), bo_cfg.clone(), stats.clone()).await?;
     let task = tokio::spawn(async move { consumer.run().await });
-    wait_for(
+    wait_until(
         Duration::from_secs(60),
         "the second consumer to apply events",
         || async { Ok(count(&env.bo_url, applied_sql).await? >= 120) },
@@ -346,7 +288,7 @@ async fn run(env: &Env, name: &str) -> anyhow::Result<()> {
     let consumer = Backoffice::connect(bo_pool.clone(), &nats_url(), bo_cfg, stats.clone()).await?;
     let task = tokio::spawn(async move { consumer.run().await });
     let all = total as i64;
-    wait_for(
+    wait_until(
         Duration::from_secs(90),
         "every event applied and published",
         || async {

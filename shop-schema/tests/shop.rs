@@ -5,49 +5,29 @@
 //! Set PEAKGATE_CONFIG to a running topology's config to use it as is; otherwise
 //! `scripts/topology up` brings one up.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use common::ShopProxy;
 use mysql_async::prelude::Queryable;
-use peakgate_shop::{db, proxy_config, schema, seed, service};
-use peakgate_tests::{TestProxy, unique_name};
+use peakgate_shop::{db, schema, seed, service};
 use serde_json::{Value, json};
 
 struct Shop {
     base: String,
     http: reqwest::Client,
     url: String,
-    db: String,
-    hot_url: String,
-    _proxy: TestProxy,
+    proxy: ShopProxy,
 }
 
 impl Shop {
     async fn start(members: u64) -> anyhow::Result<Shop> {
-        let path = match std::env::var("PEAKGATE_CONFIG") {
-            Ok(p) => p.into(),
-            Err(_) => peakgate_tests::ensure_topology()?,
-        };
-        let topology =
-            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
-        let dbname = unique_name("it_shop");
-        let text = proxy_config::merge(
-            &topology,
-            &proxy_config::Overrides {
-                database: Some(dbname.clone()),
-                mysql: Some("127.0.0.1:0".into()),
-                admin: Some("127.0.0.1:0".into()),
-            },
-        )?;
-        let cfg: toml::Table = toml::from_str(&text)?;
-        let hot = cfg["hotspot"]["instance"]
-            .as_str()
-            .context("the topology has no hot instance")?;
-        let hot_url = format!("mysql://root@{hot}");
-        let proxy = TestProxy::start_text(&text).await?;
-        let url = format!("mysql://shop:shop@{}/{dbname}", proxy.mysql);
-        schema::migrate(&url, Some(&hot_url), |_| {}).await?;
+        let proxy = ShopProxy::start("it_shop").await?;
+        let url = proxy.url.clone();
+        schema::migrate(&url, Some(&proxy.hot_url), |_| {}).await?;
         let pool = db::pool(&url, 16)?;
         let mut conn = pool.get_conn().await?;
         seed::seed(
@@ -66,7 +46,7 @@ impl Shop {
             .get_connection_manager()
             .await?;
         let cfg = service::ServiceConfig {
-            redis_prefix: dbname.clone(),
+            redis_prefix: proxy.db.clone(),
             session_ttl: Duration::from_secs(600),
             ..Default::default()
         };
@@ -80,9 +60,7 @@ impl Shop {
             base,
             http: reqwest::Client::new(),
             url,
-            db: dbname,
-            hot_url,
-            _proxy: proxy,
+            proxy,
         })
     }
 
@@ -112,19 +90,7 @@ impl Shop {
 
     /// Drops the test's database everywhere (shards through the proxy, the hot instance directly).
     async fn cleanup(&self) {
-        let drop_sql = format!("DROP DATABASE IF EXISTS `{}`", self.db);
-        for url in [self.url.as_str(), self.hot_url.as_str()] {
-            let Ok(opts) = mysql_async::Opts::from_url(url) else {
-                continue;
-            };
-            let opts = mysql_async::OptsBuilder::from_opts(opts)
-                .db_name(None::<String>)
-                .prefer_socket(false);
-            if let Ok(mut c) = mysql_async::Conn::new(opts).await {
-                let _ = c.query_drop(&drop_sql).await;
-                let _ = c.disconnect().await;
-            }
-        }
+        self.proxy.drop_database().await;
     }
 }
 

@@ -1,5 +1,6 @@
-//! The catalogue: product listing and search, product detail (both cache-aside in Redis), and
-//! the back-office price change that invalidates them.
+//! The catalogue: product listing (with a title filter), product detail (both cache-aside in
+//! Redis), and the back-office price change that invalidates them and writes a catalogue event.
+//! Full-text search is `GET /search` ([`super::search`]), on the search index.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::auth::{hex, page_view};
+use super::product_events;
 use super::{ApiError, AppState, JsonBody, Shop};
 use crate::cache::Lookup;
 use crate::db::lit;
@@ -190,7 +192,8 @@ pub struct PriceChange {
     price: String,
 }
 
-/// `PUT /admin/products/{id}/price {price}`: changes the price and invalidates the cache.
+/// `PUT /admin/products/{id}/price {price}`: changes the price (with its catalogue event) and
+/// invalidates the cache.
 pub async fn set_price(
     State(shop): State<AppState>,
     Path(id): Path<u64>,
@@ -204,18 +207,11 @@ pub async fn set_price(
                 req.price
             ))
         })?;
-    let mut conn = shop.db.get_conn().await?;
-    conn.query_drop(format!(
-        "UPDATE products SET price = {price} WHERE id = {id}"
-    ))
-    .await?;
-    let found: Option<u64> = conn
-        .query_first(format!(
-            "/* peakgate: route=primary */ SELECT id FROM products WHERE id = {id}"
-        ))
-        .await?;
-    drop(conn);
-    if found.is_none() {
+    // The price, its version and its catalogue event (for search) in one transaction.
+    let changed =
+        product_events::change_product(&shop.db, id, Some(&format!("price = {price}")), "price")
+            .await?;
+    if changed.is_none() {
         return Err(ApiError::NotFound(format!("no product {id}")));
     }
     invalidate_product(&shop, id).await;

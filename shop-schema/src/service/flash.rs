@@ -22,7 +22,7 @@ use super::orders::{
     Line, NewOrder, WriteFailure, idempotency_key, order_json, remember, replay, request_hash,
     return_stock, take_stock, write_order,
 };
-use super::{ApiError, AppState, JsonBody};
+use super::{ApiError, AppState, JsonBody, product_events};
 use crate::money::Money;
 
 /// `POST /flash/{sku}/buy`: one unit, or 409 `sold_out`. Takes an optional `Idempotency-Key`.
@@ -78,6 +78,10 @@ pub async fn buy(
     match write_order(&shop, &order).await {
         Ok((id, total)) => {
             shop.metrics.flash_success.fetch_add(1, Relaxed);
+            let later = shop.clone();
+            tokio::spawn(
+                async move { product_events::stock_moved(&later, &[(sku, 1)], true).await },
+            );
             shop.metrics.orders_flash.fetch_add(1, Relaxed);
             shop.metrics
                 .revenue_cents
@@ -125,7 +129,8 @@ pub struct Restock {
     stock: i64,
 }
 
-/// `PUT /admin/skus/{sku}/stock {stock}`: sets the stock and resets `sold` (before a sale).
+/// `PUT /admin/skus/{sku}/stock {stock}`: sets the stock and resets `sold` (before a sale), and
+/// writes the product's catalogue event.
 pub async fn restock(
     State(shop): State<AppState>,
     Path(sku): Path<u64>,
@@ -146,6 +151,8 @@ pub async fn restock(
         ))
         .await?;
     found.ok_or_else(|| ApiError::NotFound(format!("no SKU {sku}")))?;
+    // Search shows whether the product is in stock.
+    product_events::change_product(&shop.db, sku, None, "stock").await?;
     Ok(Json(
         json!({ "sku_id": sku, "stock": req.stock, "sold": 0 }),
     ))

@@ -2,7 +2,9 @@
 //! ([`Shop`]) and the middleware that times each request per route pattern.
 //!
 //! One file per concern: [`auth`] (members, sessions), [`catalog`] (products, cache-aside),
-//! [`orders`] (checkout with idempotency, payment, history), [`flash`] (flash-sale buy, stock).
+//! [`orders`] (checkout with idempotency, payment, history), [`flash`] (flash-sale buy, stock),
+//! [`search`] (`GET /search` on the search index, no SQL), [`product_events`] (the catalogue
+//! events that keep search indexes in sync).
 //!
 //! Errors are [`ApiError`]s, answered as `{"error": kind, "message": ...}` with a 4xx or 5xx
 //! status; database and Redis details are logged, not sent.
@@ -11,6 +13,8 @@ pub mod auth;
 pub mod catalog;
 pub mod flash;
 pub mod orders;
+pub mod product_events;
+pub mod search;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +30,8 @@ use serde_json::json;
 
 use crate::cache::Cache;
 use crate::metrics::Metrics;
+use crate::search::SearchIndex;
+use crate::search::sync::SearchStats;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -66,6 +72,10 @@ pub struct Shop {
     pub cache: Cache,
     pub metrics: Metrics,
     pub cfg: ServiceConfig,
+    /// This instance's search index replica (`GET /search`), if it has one.
+    pub search: Option<Arc<SearchIndex>>,
+    /// Its index consumer's counters and lag, shown on `/metrics`.
+    pub search_stats: Arc<SearchStats>,
 }
 
 impl Shop {
@@ -77,7 +87,16 @@ impl Shop {
             cache,
             metrics: Metrics::default(),
             cfg,
+            search: None,
+            search_stats: Arc::default(),
         }
+    }
+
+    /// Serves `GET /search` from `index`; `stats` are its consumer's.
+    pub fn with_search(mut self, index: Arc<SearchIndex>, stats: Arc<SearchStats>) -> Self {
+        self.search = Some(index);
+        self.search_stats = stats;
+        self
     }
 
     /// A Redis key under the service's prefix.
@@ -96,6 +115,7 @@ pub fn router(shop: AppState) -> Router {
         .route("/members", post(auth::register))
         .route("/sessions", post(auth::login))
         .route("/products", get(catalog::list))
+        .route("/search", get(search::search))
         .route("/products/{id}", get(catalog::detail))
         .route("/admin/products/{id}/price", put(catalog::set_price))
         .route("/orders", post(orders::place).get(orders::history))
@@ -116,11 +136,11 @@ async fn health() -> &'static str {
 
 async fn metrics_text(State(shop): State<AppState>) -> Response {
     let uv = auth::unique_visitors(&shop).await;
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shop.metrics.render(uv),
-    )
-        .into_response()
+    let mut text = shop.metrics.render(uv);
+    if let Some(index) = &shop.search {
+        text.push_str(&shop.search_stats.render(index.num_docs()));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Times every request and counts it under its route pattern (`/products/{id}`, not the id).
@@ -154,6 +174,8 @@ pub enum ApiError {
     SoldOut,
     #[error("{0}")]
     Unprocessable(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
     TooLarge,
     #[error("database: {0}")]
@@ -174,6 +196,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::SoldOut => (StatusCode::CONFLICT, "sold_out"),
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             // The server (or the proxy) answered with an error: a bug or a schema problem here.
             ApiError::Db(mysql_async::Error::Server(_)) => {

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::auth::{Member, hex, mark_write, own_read_hint};
-use super::{ApiError, AppState, JsonBody, Shop};
+use super::{ApiError, AppState, JsonBody, Shop, product_events};
 use crate::db::{ER_DUP_ENTRY, lit, server_code};
 use crate::money::Money;
 use crate::seed::HOT_SKUS;
@@ -209,8 +209,11 @@ pub async fn return_stock(shop: &Shop, sku: u64, qty: i64) {
         .await
     }
     .await;
-    if let Err(e) = res {
-        tracing::error!(sku, qty, error = %e, "could not give stock back; it stays taken (undersold)");
+    match res {
+        Ok(()) => product_events::stock_moved(shop, &[(sku, qty)], false).await,
+        Err(e) => {
+            tracing::error!(sku, qty, error = %e, "could not give stock back; it stays taken (undersold)")
+        }
     }
 }
 
@@ -434,6 +437,8 @@ pub async fn place(
     match write_order(&shop, &order).await {
         Ok((id, total)) => {
             shop.metrics.orders_normal.fetch_add(1, Relaxed);
+            let later = shop.clone();
+            tokio::spawn(async move { product_events::stock_moved(&later, &taken, true).await });
             shop.metrics
                 .revenue_cents
                 .fetch_add(total.0.max(0) as u64, Relaxed);
