@@ -254,9 +254,7 @@ async fn main() -> anyhow::Result<()> {
                 tokio::spawn(async move { relay.run().await });
             }
             let db = db::pool(&url, pool)?;
-            let client = redis::Client::open(redis.as_str())?;
-            let redis = client
-                .get_connection_manager()
+            let redis = peakgate_shop::cache::redis_manager(redis.as_str())
                 .await
                 .context("connect to Redis")?;
             let cfg = service::ServiceConfig {

@@ -100,9 +100,7 @@ async fn run(env: &Env, name: &str) -> anyhow::Result<()> {
     drop(c);
 
     // Real orders through the service: every member orders twice and pays the first order.
-    let redis = redis::Client::open("redis://127.0.0.1:6379/")?
-        .get_connection_manager()
-        .await?;
+    let redis = peakgate_shop::cache::redis_manager("redis://127.0.0.1:6379/").await?;
     let shop_cfg = service::ServiceConfig {
         redis_prefix: name.to_string(),
         session_ttl: Duration::from_secs(600),

@@ -109,9 +109,7 @@ async fn search_on_the_index_and_through_the_outbox() -> anyhow::Result<()> {
     let url = shop_proxy.url.clone();
     let dir = tempfile::tempdir()?;
     let index = Arc::new(SearchIndex::open(dir.path())?);
-    let redis = redis::Client::open("redis://127.0.0.1:6379/")?
-        .get_connection_manager()
-        .await?;
+    let redis = peakgate_shop::cache::redis_manager("redis://127.0.0.1:6379/").await?;
     let pool = db::pool(&url, 8)?;
     let shop = service::Shop::new(
         pool.clone(),

@@ -42,9 +42,7 @@ impl Shop {
         )
         .await?;
         drop(conn);
-        let redis = redis::Client::open("redis://127.0.0.1:6379/")?
-            .get_connection_manager()
-            .await?;
+        let redis = peakgate_shop::cache::redis_manager("redis://127.0.0.1:6379/").await?;
         let cfg = service::ServiceConfig {
             redis_prefix: proxy.db.clone(),
             session_ttl: Duration::from_secs(600),
