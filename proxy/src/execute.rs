@@ -1,6 +1,9 @@
 //! Runs one client command on one backend connection and streams the answer back: packets are
 //! forwarded as they arrive (no per-row decoding), buffered and flushed in large writes; only the
 //! packets that end a result are decoded, for status flags, warnings, insert id and session state.
+//! Statements that run on several shards are executed by [`scatter`] (merged reads, summed writes).
+
+pub mod scatter;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 

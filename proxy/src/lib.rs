@@ -5,9 +5,9 @@
 //! - `protocol/`: packets, handshake, auth, OK/ERR/EOF, prepared-statement packets (no routing).
 //! - `frontend/`: one client session (login, command loop, prepared statements, pinning).
 //! - `backend/`: raw-protocol backend connections and their bb8 pools.
-//! - `execute`: relays one command's answer from a backend to the client.
+//! - `execute`: relays one command's answer from a backend to the client; `execute::scatter` runs
+//!   one statement on several shards (merged reads, summed writes).
 //! - `hotrow`: the hot-row queue and group commit for flash-sale SKUs.
-//! - `scatter`: runs one statement on several shards (merged reads, summed writes).
 //! - `session_state`: the session state replayed on pooled connections.
 //! - `digests`: per-digest statement statistics in bounded memory (top-N for `/status/digests`).
 //! - `limits`: peak-protection rules (rate and concurrency limits, feature switches, route, delay)
@@ -31,7 +31,6 @@ pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod sampler;
-pub mod scatter;
 pub mod server;
 pub mod session_state;
 pub mod xa;

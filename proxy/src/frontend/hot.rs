@@ -245,7 +245,7 @@ impl Session {
                 Err(e) => return self.backend_failed(seq, &e).await,
             }
         }
-        let res = crate::scatter::write(&mut conns).await;
+        let res = crate::execute::scatter::write(&mut conns).await;
         drop(conns);
         match res {
             Ok(total) => {

@@ -15,10 +15,10 @@ use peakgate_router::{Statement, StatementKind};
 
 use super::Session;
 use crate::errors::ClientError;
+use crate::execute::scatter::{self, ScatterError};
 use crate::metrics::METRICS;
 use crate::protocol;
 use crate::protocol::stmt::ParamValue;
-use crate::scatter::{self, ScatterError};
 
 /// What the sharding layer decided for a statement.
 pub(super) enum ShardDecision {
