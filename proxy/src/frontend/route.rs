@@ -193,7 +193,8 @@ impl Session {
             && !self.shared.limits.is_active()
             && !self.shared.limits.has_priorities()
         {
-            return Arc::default();
+            // One shared empty list: `Arc::default()` would allocate for every statement.
+            return self.shared.no_tables.clone();
         }
         let schema = self.state.schema.as_deref();
         let key = (stmt.digest, schema_key(schema));
