@@ -107,6 +107,8 @@ pub struct Shared {
     config_path: std::sync::Mutex<Option<std::path::PathBuf>>,
     /// Per (digest, schema): the tables a statement names, for routing rules on tables.
     rule_tables: std::sync::Mutex<TablesCache>,
+    /// The table list of statements when no rule looks at tables.
+    pub no_tables: Arc<Vec<String>>,
     /// Ids for sharded tables' gene columns (`sharding.node_id` keeps proxies apart).
     ids: std::sync::Mutex<peakgate_router::IdGenerator>,
     /// XA transaction ids and the transactions live sessions own (`crate::xa`).
@@ -367,6 +369,7 @@ impl Proxy {
                 std::num::NonZeroUsize::new(4096).expect("4096 is not zero"),
             )),
             config_path: std::sync::Mutex::new(None),
+            no_tables: Arc::default(),
         });
         Ok(Self {
             shared,

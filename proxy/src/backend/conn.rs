@@ -42,8 +42,72 @@ const INIT_SQL: &str = "SET SESSION session_track_system_variables = '*', sessio
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StmtKey {
     pub schema: Option<Arc<str>>,
-    pub sql: Arc<str>,
+    pub sql: StmtSql,
 }
+
+/// A prepared statement's SQL text with its hash, computed once when the client prepares it: every
+/// EXECUTE looks the statement up in its backend connection's cache, and hashing the whole text
+/// each time cost more than the rest of the lookup.
+#[derive(Debug, Clone)]
+pub struct StmtSql {
+    text: Arc<str>,
+    hash: u64,
+}
+
+impl StmtSql {
+    pub fn new(text: Arc<str>) -> Self {
+        // FNV-1a 64: a statement's text is short and this runs once per PREPARE.
+        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        Self { text, hash }
+    }
+
+    pub fn text(&self) -> &Arc<str> {
+        &self.text
+    }
+}
+
+impl std::ops::Deref for StmtSql {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl PartialEq for StmtSql {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+    }
+}
+
+impl Eq for StmtSql {}
+
+impl std::hash::Hash for StmtSql {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Hashes a [`StmtKey`] cheaply: the text's hash is precomputed, the database name is short.
+#[derive(Default)]
+pub struct StmtKeyHasher(u64);
+
+impl std::hash::Hasher for StmtKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type StmtCache = HashMap<StmtKey, BackendStmt, std::hash::BuildHasherDefault<StmtKeyHasher>>;
 
 /// A statement prepared on this connection.
 #[derive(Debug, Clone)]
@@ -100,7 +164,7 @@ pub struct BackendConn {
     /// The GTID of the last transaction a command of the proxy's own committed here (session
     /// tracking of `last_gtid`; read-your-writes after an XA commit).
     pub last_gtid: Option<peakgate_router::plan::Gtid>,
-    stmts: HashMap<StmtKey, BackendStmt>,
+    stmts: StmtCache,
     stmt_order: VecDeque<StmtKey>,
     /// Login credentials and the greeting's scramble, for COM_CHANGE_USER.
     login: Login,
@@ -225,7 +289,7 @@ impl BackendConn {
             multi_statements: true,
             epoch: None,
             last_gtid: None,
-            stmts: HashMap::new(),
+            stmts: StmtCache::default(),
             stmt_order: VecDeque::new(),
             login: Login {
                 user: user.to_string(),

@@ -589,7 +589,7 @@ impl Pipeline {
                         if let Ok(mut c) = pool.inner.dedicated_connection().await
                             && c.sync_to(&want).await.is_ok()
                         {
-                            let p = PipeConn::start(c);
+                            let p = PipeConn::start(*c);
                             *me.slots[i]
                                 .lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(p);

@@ -10,7 +10,9 @@ use crate::config::BackendSettings;
 /// A pooled connection owned by a session (pinned) or by one statement.
 pub type PooledConn = bb8::PooledConnection<'static, Manager>;
 
-/// Opens backend connections for bb8.
+/// Opens backend connections for bb8. The pool holds them boxed: a `PooledConn` moves through
+/// several functions per statement (pool, route, relay, back to the pool), and a pointer moves
+/// for free where the whole connection (buffers, session state, statement cache) was copied.
 pub struct Manager {
     addr: Arc<str>,
     user: String,
@@ -20,10 +22,10 @@ pub struct Manager {
 }
 
 impl bb8::ManageConnection for Manager {
-    type Connection = BackendConn;
+    type Connection = Box<BackendConn>;
     type Error = Error;
 
-    async fn connect(&self) -> Result<BackendConn, Error> {
+    async fn connect(&self) -> Result<Box<BackendConn>, Error> {
         let c = BackendConn::connect(
             self.addr.clone(),
             &self.user,
@@ -35,16 +37,16 @@ impl bb8::ManageConnection for Manager {
         if c.is_ok() {
             crate::metrics::METRICS.backend_connects.inc();
         }
-        c
+        c.map(Box::new)
     }
 
-    async fn is_valid(&self, conn: &mut BackendConn) -> Result<(), Error> {
+    async fn is_valid(&self, conn: &mut Box<BackendConn>) -> Result<(), Error> {
         conn.command(&[crate::protocol::constants::COM_PING])
             .await
             .map(|_| ())
     }
 
-    fn has_broken(&self, conn: &mut BackendConn) -> bool {
+    fn has_broken(&self, conn: &mut Box<BackendConn>) -> bool {
         conn.broken
     }
 }

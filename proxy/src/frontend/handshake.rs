@@ -78,6 +78,7 @@ impl LoggedIn {
             deferred_begin: None,
             xa: None,
             current_digest: None,
+            current_digest_text: String::new(),
             statement_failed: false,
             statement_rows: 0,
             hot_sku: None,

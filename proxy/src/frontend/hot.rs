@@ -112,13 +112,7 @@ impl Session {
         else {
             return Ok(None);
         };
-        let name = hot
-            .settings()
-            .table
-            .rsplit('.')
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let name = hot.settings().table.rsplit('.').next().unwrap_or("");
         if name.is_empty() || stmt.multi || !contains_word(sql, name.as_bytes()) {
             return Ok(None);
         }
@@ -293,15 +287,32 @@ fn hot_keys(a: &Analysis, table: usize, params: Option<&[ParamValue]>) -> Option
 
 /// Whether `hay` contains `word` (ASCII case-insensitive) not inside a longer identifier.
 fn contains_word(hay: &[u8], word: &[u8]) -> bool {
-    if word.is_empty() || hay.len() < word.len() {
+    let Some(&first) = word.first() else {
+        return false;
+    };
+    if hay.len() < word.len() {
         return false;
     }
+    // Every statement passes here: look for the first byte only (either case), compare the rest
+    // only where it matches.
+    let (lo, up) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
     let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    (0..=hay.len() - word.len()).any(|i| {
-        hay[i..i + word.len()].eq_ignore_ascii_case(word)
-            && (i == 0 || !ident(hay[i - 1]))
-            && hay.get(i + word.len()).is_none_or(|&b| !ident(b))
-    })
+    let last = hay.len() - word.len();
+    let mut i = 0;
+    while let Some(p) = hay[i..=last].iter().position(|&b| b == lo || b == up) {
+        let at = i + p;
+        if hay[at..at + word.len()].eq_ignore_ascii_case(word)
+            && (at == 0 || !ident(hay[at - 1]))
+            && hay.get(at + word.len()).is_none_or(|&b| !ident(b))
+        {
+            return true;
+        }
+        i = at + 1;
+        if i > last {
+            return false;
+        }
+    }
+    false
 }
 
 /// The decrement's least stock needed when `stmt` is the batchable guarded decrement
@@ -370,6 +381,21 @@ fn guarded_decrement(
 mod tests {
     use super::*;
     use peakgate_router::hotspot::HotspotSettings;
+
+    #[test]
+    fn contains_word_matches_whole_words_in_any_case() {
+        let w = b"sku_stock";
+        assert!(contains_word(b"UPDATE SKU_STOCK SET s = 1", w));
+        assert!(contains_word(b"select * from shop.sku_stock", w));
+        assert!(contains_word(b"sku_stock", w));
+        assert!(contains_word(b"x sku_stoc sku_stock", w));
+        assert!(contains_word(b"`Sku_Stock`", b"SKU_STOCK"));
+        assert!(!contains_word(b"select * from sku_stocks", w));
+        assert!(!contains_word(b"select * from my_sku_stock", w));
+        assert!(!contains_word(b"sku_stoc", w));
+        assert!(!contains_word(b"", w));
+        assert!(!contains_word(b"sku_stock", b""));
+    }
 
     fn need(sql: &str, table: &str) -> Option<i64> {
         let mut settings = HotspotSettings::new("127.0.0.1:1");

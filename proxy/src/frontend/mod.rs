@@ -95,8 +95,11 @@ pub struct Session {
     deferred_begin: Option<String>,
     /// The open cross-shard (XA) transaction (`cross_shard_transactions = "xa"`).
     xa: Option<xa::XaTxn>,
-    /// The running statement's digest and text, for `/status/digests`.
-    current_digest: Option<(u64, Arc<str>)>,
+    /// The running statement's digest, for `/status/digests`.
+    current_digest: Option<u64>,
+    /// The running statement's digest text (a buffer kept across statements: no allocation per
+    /// statement).
+    current_digest_text: String,
     /// The running statement ended in an ERR.
     statement_failed: bool,
     /// Rows the running statement sent or changed.

@@ -14,7 +14,7 @@ use super::protect::Protection;
 use super::query::Relayed;
 use super::shard::ShardDecision;
 use crate::backend::PooledConn;
-use crate::backend::conn::{BackendStmt, StmtKey};
+use crate::backend::conn::{BackendStmt, StmtKey, StmtSql};
 use crate::errors::ClientError;
 use crate::execute::{AnswerKind, Outcome};
 use crate::metrics::METRICS;
@@ -29,13 +29,14 @@ use crate::protocol::stmt::{
 /// A statement prepared by the client.
 #[derive(Debug, Clone)]
 pub struct ProxyStmt {
-    pub sql: Arc<str>,
+    pub sql: StmtSql,
     /// The session's database when the client prepared the statement.
     pub schema: Option<Arc<str>>,
     pub num_params: u16,
     pub num_columns: u16,
-    /// Parameter types from the last EXECUTE that carried them.
-    pub types: Option<Vec<u8>>,
+    /// Parameter types from the last EXECUTE that carried them (shared: every EXECUTE copies the
+    /// statement's description, and a client binds types far less often than it executes).
+    pub types: Option<Arc<[u8]>>,
     /// COM_STMT_SEND_LONG_DATA chunks per parameter, until the next EXECUTE.
     pub long_data: BTreeMap<u16, Vec<u8>>,
     long_data_bytes: usize,
@@ -61,7 +62,7 @@ impl Session {
             self.send_error(seq, &e).await;
             return Ok(());
         };
-        let sql: Arc<str> = Arc::from(sql);
+        let sql = StmtSql::new(Arc::from(sql));
         let schema: Option<Arc<str>> = self.state.schema.as_deref().map(Arc::from);
         let statement = Arc::new(self.shared.classifier.classify(sql.as_bytes()));
         // The prepare's answer (parameter and column counts) is the same on every instance.
@@ -131,7 +132,7 @@ impl Session {
             return Ok(());
         };
         if let Some(t) = ex.types {
-            ps.types = Some(t);
+            ps.types = Some(t.into());
         }
         if ps.long_data_overflow {
             ps.long_data.clear();
@@ -209,7 +210,7 @@ impl Session {
                 let h = self.handles(&route.inst);
                 let (pipeline, pool) = (h.pipeline.clone(), h.pool.clone());
                 if let Some(pipe) = pipeline.pick(&self.state.sysvars, &pool)
-                    && let Ok(Ok((pipe_id, n))) = pipe.prepared(&schema, &ps.sql).await
+                    && let Ok(Ok((pipe_id, n))) = pipe.prepared(&schema, ps.sql.text()).await
                     && n == ps.num_params
                     && let Ok(rewritten) =
                         rewrite_execute(payload, ps.num_params, pipe_id, ps.types.as_deref())
@@ -281,7 +282,7 @@ impl Session {
         seq: u8,
         mut conn: PooledConn,
         schema: Option<&Arc<str>>,
-        sql: &Arc<str>,
+        sql: &StmtSql,
     ) -> Result<Option<(PooledConn, BackendStmt)>, protocol::Error> {
         match ensure_prepared(&mut conn, schema, sql).await {
             Ok(Ok(bs)) => Ok(Some((conn, bs))),
@@ -394,7 +395,7 @@ impl Session {
 /// there needs a switch of database first. Switching to or from "no database" would take a
 /// connection reset, so then the connection's current database stands in: a statement prepared
 /// without a database names no table unqualified, only `DATABASE()` can tell the difference.
-fn stmt_key(conn: &PooledConn, schema: Option<&Arc<str>>, sql: &Arc<str>) -> (StmtKey, bool) {
+fn stmt_key(conn: &PooledConn, schema: Option<&Arc<str>>, sql: &StmtSql) -> (StmtKey, bool) {
     let current = conn.state.schema.as_deref();
     let (schema, switch) = match (schema, current) {
         (Some(s), Some(c)) => (Some(s.clone()), **s != *c),
@@ -426,7 +427,7 @@ async fn init_db(conn: &mut PooledConn, db: &str) -> Result<(), crate::backend::
 async fn ensure_prepared(
     conn: &mut PooledConn,
     schema: Option<&Arc<str>>,
-    sql: &Arc<str>,
+    sql: &StmtSql,
 ) -> Result<Result<BackendStmt, ErrPacket>, crate::backend::Error> {
     let (key, switch) = stmt_key(conn, schema, sql);
     if let Some(bs) = conn.cached_stmt(&key) {

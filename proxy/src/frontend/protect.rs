@@ -31,7 +31,9 @@ impl Session {
         stmt: &Statement,
         sql: &[u8],
     ) -> Result<Protection, protocol::Error> {
-        self.current_digest = Some((stmt.digest, Arc::from(stmt.digest_text.as_str())));
+        self.current_digest = Some(stmt.digest);
+        self.current_digest_text.clear();
+        self.current_digest_text.push_str(&stmt.digest_text);
         self.exec_limit = None;
         let limits = self.shared.limits.clone();
         if !limits.is_active() && !limits.has_priorities() {
@@ -166,12 +168,12 @@ impl Session {
 
     /// Records the finished statement's digest statistics.
     pub(super) fn record_digest(&mut self, latency_us: u64) {
-        if let Some((digest, text)) = self.current_digest.take() {
+        if let Some(digest) = self.current_digest.take() {
             let failed = std::mem::take(&mut self.statement_failed);
             let rows = std::mem::take(&mut self.statement_rows);
             self.shared
                 .digests
-                .record(digest, &text, latency_us, rows, failed);
+                .record(digest, &self.current_digest_text, latency_us, rows, failed);
         }
         self.statement_failed = false;
     }

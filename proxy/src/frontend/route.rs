@@ -20,12 +20,10 @@ use crate::errors::ClientError;
 use crate::metrics::METRICS;
 use crate::protocol::constants::*;
 
-/// A cache key for the session's current schema.
+/// A cache key for the session's current schema (FNV-1a: computed for every statement, and the
+/// key only has to tell this process's schemas apart; "no schema" is 0).
 pub(super) fn schema_key(schema: Option<&str>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    schema.hash(&mut h);
-    h.finish()
+    schema.map_or(0, |s| peakgate_router::digest::fnv1a64(s.as_bytes()).max(1))
 }
 
 /// A session's handles on one instance, made on first use.
@@ -195,7 +193,8 @@ impl Session {
             && !self.shared.limits.is_active()
             && !self.shared.limits.has_priorities()
         {
-            return Arc::default();
+            // One shared empty list: `Arc::default()` would allocate for every statement.
+            return self.shared.no_tables.clone();
         }
         let schema = self.state.schema.as_deref();
         let key = (stmt.digest, schema_key(schema));

@@ -123,6 +123,15 @@ impl Session {
         let Ok(text) = std::str::from_utf8(sql) else {
             return Ok(ShardDecision::One(pinned_shard.unwrap_or(default)));
         };
+        // Most statements name no table of the map, which is known per digest after the first
+        // time: settle that before copying the schema name for the analysis.
+        let touch_key = (
+            stmt.digest,
+            super::route::schema_key(self.state.schema.as_deref()),
+        );
+        if shared.touches_map(touch_key) == Some(false) {
+            return Ok(ShardDecision::One(pinned_shard.unwrap_or(default)));
+        }
         let schema = self.state.schema.clone();
         let keys = MapKeys {
             map,
