@@ -234,6 +234,24 @@ pub fn use_hot_table(cfg: &mut String, table: &str, extra: &str) {
     );
 }
 
+/// The topology's shard map moved to database `db`: every `[[tables]]` name and binding of
+/// `shop.` becomes `db.` (tests keep their sharded tables apart from the shop's).
+pub fn map_to_db(cfg: &str, db: &str) -> String {
+    cfg.replace("name = \"shop.", &format!("name = \"{db}."))
+        .replace("binding = \"shop.", &format!("binding = \"{db}."))
+}
+
+/// A `/proc/self/status` field in KiB (`VmHWM:` is the peak RSS), 0 when unreadable.
+pub fn vm_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The s0 primary's port in the local topology.
 pub const S0_PRIMARY: u16 = 3311;
 /// The topology's replica of s0.

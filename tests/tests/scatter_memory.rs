@@ -9,20 +9,10 @@
 use std::process::Stdio;
 
 use mysql_async::prelude::*;
-use peakgate_tests::{S0_PRIMARY, S1_PRIMARY, TestProxy, direct, unique_name};
+use peakgate_tests::{S0_PRIMARY, S1_PRIMARY, TestProxy, direct, unique_name, vm_kib};
 
 const ROWS_PER_SHARD: u64 = 60_000;
 const PAD: u64 = 1_000;
-
-fn vm_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 /// Runs `sql` through the proxy with the mysql CLI (`--quick`: row by row) and counts the lines.
 async fn lines_through(port: u16, db: &str, sql: &str) -> anyhow::Result<u64> {

@@ -7,7 +7,7 @@
 
 use mysql_async::prelude::*;
 use peakgate_tests::{
-    S0_PRIMARY, S1_PRIMARY, TestProxy, direct, members_on_both_shards, unique_name,
+    S0_PRIMARY, S1_PRIMARY, TestProxy, direct, map_to_db, members_on_both_shards, unique_name,
 };
 
 /// A small deterministic generator (the seed is printed on failure).
@@ -84,8 +84,7 @@ async fn random_workload_matches_an_unsharded_database() -> anyhow::Result<()> {
     let oracle_db = format!("{db}_oracle");
     let proxy = TestProxy::start_with(|cfg| {
         assert!(cfg.contains("name = \"shop.orders\""), "{cfg}");
-        *cfg = cfg.replace("name = \"shop.", &format!("name = \"{db}."));
-        *cfg = cfg.replace("binding = \"shop.", &format!("binding = \"{db}."));
+        *cfg = map_to_db(cfg, &db);
         // Reads on the primaries: the oracle check is about sharding, not replica lag.
         *cfg = cfg.replace("[routing]", "[routing]\nreplica_reads = false");
     })
@@ -292,8 +291,7 @@ async fn run(
 async fn transactions_keys_prepared_statements_and_refusals() -> anyhow::Result<()> {
     let db = unique_name("it_shard_rules");
     let proxy = TestProxy::start_with(|cfg| {
-        *cfg = cfg.replace("name = \"shop.", &format!("name = \"{db}."));
-        *cfg = cfg.replace("binding = \"shop.", &format!("binding = \"{db}."));
+        *cfg = map_to_db(cfg, &db);
         *cfg = cfg.replace("[routing]", "[routing]\nreplica_reads = false");
     })
     .await?;
@@ -398,11 +396,9 @@ async fn reload_swaps_the_map_for_open_sessions_and_refuses_a_bad_one() -> anyho
     let db = unique_name("it_shard_reload");
     let path = peakgate_tests::repo_root().join(format!("target/{db}.toml"));
     let topo = std::fs::read_to_string(peakgate_tests::ensure_topology()?)?;
-    let base = topo
+    let base = map_to_db(&topo, &db)
         .replace("mysql = \"127.0.0.1:6033\"", "mysql = \"127.0.0.1:0\"")
         .replace("admin = \"127.0.0.1:6080\"", "admin = \"127.0.0.1:0\"")
-        .replace("name = \"shop.", &format!("name = \"{db}."))
-        .replace("binding = \"shop.", &format!("binding = \"{db}."))
         .replace("[routing]", "[routing]\nreplica_reads = false");
     anyhow::ensure!(
         base.contains(&format!("name = \"{db}.products\"\nglobal = true")),
@@ -475,8 +471,7 @@ async fn prepared_statements_scatter_like_an_unsharded_database() -> anyhow::Res
     let db = unique_name("it_shard_ps");
     let oracle = format!("{db}_oracle");
     let proxy = TestProxy::start_with(|cfg| {
-        *cfg = cfg.replace("name = \"shop.", &format!("name = \"{db}."));
-        *cfg = cfg.replace("binding = \"shop.", &format!("binding = \"{db}."));
+        *cfg = map_to_db(cfg, &db);
         *cfg = cfg.replace("[routing]", "[routing]\nreplica_reads = false");
         cfg.push_str(&format!(
             "\n[[tables]]\nname = \"{db}.typed\"\nshard_key = \"member_id\"\n\
@@ -590,8 +585,7 @@ async fn scatter_reads_run_on_the_replicas_and_see_the_sessions_writes() -> anyh
     const REPLICAS: [u16; 2] = [3312, 3322];
     let db = unique_name("it_shard_replica");
     let proxy = TestProxy::start_with(|cfg| {
-        *cfg = cfg.replace("name = \"shop.", &format!("name = \"{db}."));
-        *cfg = cfg.replace("binding = \"shop.", &format!("binding = \"{db}."));
+        *cfg = map_to_db(cfg, &db);
     })
     .await?;
     let mut p = proxy.conn(None).await?;

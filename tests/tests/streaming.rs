@@ -3,17 +3,7 @@
 
 use std::process::Stdio;
 
-use peakgate_tests::TestProxy;
-
-fn vm_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
+use peakgate_tests::{TestProxy, vm_kib};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_200_mb_result_streams_in_bounded_memory() -> anyhow::Result<()> {

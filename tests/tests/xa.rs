@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::*;
 use peakgate_tests::{
-    S0_PRIMARY, S1_PRIMARY, TestProxy, direct, members_on_both_shards, unique_name,
+    S0_PRIMARY, S1_PRIMARY, TestProxy, direct, map_to_db, members_on_both_shards, unique_name,
 };
 use tokio::io::AsyncBufReadExt;
 
@@ -21,8 +21,7 @@ const ORDERS: &str = "CREATE TABLE orders (id BIGINT PRIMARY KEY, member_id BIGI
 
 /// The topology's config with the map moved to `db`, XA on and node id `node`.
 fn xa_config(text: &str, db: &str, node: u16) -> String {
-    text.replace("name = \"shop.", &format!("name = \"{db}."))
-        .replace("binding = \"shop.", &format!("binding = \"{db}."))
+    map_to_db(text, db)
         .replace("[routing]", "[routing]\nreplica_reads = false")
         .replace(
             "[sharding]\nnode_id = 0",
