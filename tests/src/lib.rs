@@ -177,6 +177,79 @@ impl TestProxy {
     }
 }
 
+/// The proxy as a child process (`tests/src/bin/proxy_process.rs`, or any binary that prints
+/// `mysql=ADDR admin=ADDR` once it listens): for tests that kill it and for benchmarks that must
+/// not share a runtime with their load generator. Killed when dropped.
+pub struct ProxyProcess {
+    child: tokio::process::Child,
+    pub mysql: String,
+    pub admin: String,
+}
+
+impl ProxyProcess {
+    /// Starts `binary CONFIG`, with `PEAKGATE_FAILPOINT` set to `failpoint` (or unset).
+    pub async fn start(
+        binary: impl AsRef<Path>,
+        config: &Path,
+        failpoint: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        use tokio::io::AsyncBufReadExt;
+        let mut cmd = tokio::process::Command::new(binary.as_ref());
+        cmd.arg(config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        match failpoint {
+            Some(f) => cmd.env("PEAKGATE_FAILPOINT", f),
+            None => cmd.env_remove("PEAKGATE_FAILPOINT"),
+        };
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("start {}", binary.as_ref().display()))?;
+        let out = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let mut line = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::io::BufReader::new(out).read_line(&mut line),
+        )
+        .await??;
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(str::to_string)
+                .ok_or_else(|| anyhow::anyhow!("proxy process said {line:?}"))
+        };
+        Ok(Self {
+            mysql: field("mysql=")?,
+            admin: field("admin=")?,
+            child,
+        })
+    }
+
+    /// mysql_async options for shop/shop in database `db`.
+    pub fn opts(&self, db: &str) -> anyhow::Result<mysql_async::Opts> {
+        Ok(mysql_async::Opts::from_url(&format!(
+            "mysql://shop:shop@{}/{db}",
+            self.mysql
+        ))?)
+    }
+
+    /// The process id (for CPU accounting), while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// `kill -9`.
+    pub async fn kill9(&mut self) -> anyhow::Result<()> {
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        Ok(())
+    }
+}
+
 /// The addresses of a running `TestProxy`.
 #[derive(Debug, Clone, Copy)]
 pub struct TestProxyAddrs {

@@ -6,14 +6,13 @@
 //! The map is the topology's, moved to a database of the test's own; each proxy gets a node id of
 //! its own, as the recovery of a proxy resolves only its own node's XA transactions.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::*;
 use peakgate_tests::{
-    S0_PRIMARY, S1_PRIMARY, TestProxy, direct, map_to_db, members_on_both_shards, unique_name,
+    ProxyProcess, S0_PRIMARY, S1_PRIMARY, TestProxy, direct, map_to_db, members_on_both_shards,
+    unique_name,
 };
-use tokio::io::AsyncBufReadExt;
 
 const MEMBERS: &str = "CREATE TABLE members (member_id BIGINT PRIMARY KEY, name VARCHAR(32) NOT NULL, tier INT NOT NULL)";
 const ORDERS: &str = "CREATE TABLE orders (id BIGINT PRIMARY KEY, member_id BIGINT NOT NULL, \
@@ -246,57 +245,6 @@ async fn has_log_tables() -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// The proxy as a child process (`tests/src/bin/proxy_process.rs`).
-struct ProxyProcess {
-    child: tokio::process::Child,
-    mysql: String,
-}
-
-impl ProxyProcess {
-    async fn start(config: &std::path::Path, failpoint: Option<&str>) -> anyhow::Result<Self> {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_proxy_process"));
-        cmd.arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        match failpoint {
-            Some(f) => cmd.env("PEAKGATE_FAILPOINT", f),
-            None => cmd.env_remove("PEAKGATE_FAILPOINT"),
-        };
-        let mut child = cmd.spawn()?;
-        let out = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        let mut line = String::new();
-        tokio::time::timeout(
-            Duration::from_secs(20),
-            tokio::io::BufReader::new(out).read_line(&mut line),
-        )
-        .await??;
-        let mysql = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("mysql="))
-            .ok_or_else(|| anyhow::anyhow!("proxy_process said {line:?}"))?
-            .to_string();
-        Ok(Self { child, mysql })
-    }
-
-    fn opts(&self, db: &str) -> anyhow::Result<mysql_async::Opts> {
-        Ok(mysql_async::Opts::from_url(&format!(
-            "mysql://shop:shop@{}/{db}",
-            self.mysql
-        ))?)
-    }
-
-    /// `kill -9`.
-    async fn kill9(&mut self) -> anyhow::Result<()> {
-        self.child.start_kill()?;
-        self.child.wait().await?;
-        Ok(())
-    }
-}
-
 async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
@@ -326,77 +274,83 @@ async fn a_proxy_killed_between_prepare_and_commit_leaves_both_shards_agreeing()
     let config = dir.join("peakgate.toml");
     std::fs::write(&config, xa_config(&topo, &db, node))?;
 
-    let mut proxy = ProxyProcess::start(&config, None).await?;
+    let mut proxy = ProxyProcess::start(env!("CARGO_BIN_EXE_proxy_process"), &config, None).await?;
     let mut p = mysql_async::Conn::new(proxy.opts("mysql")?).await?;
     let (a, b) = setup(&mut p, &db).await?;
     drop(p);
-    let result =
-        async {
-            // Killed after both branches prepared, before the decision: all rolled back.
-            // Killed after the coordinator (s0, the first branch) committed: all committed.
-            for (round, failpoint, committed) in [
-                (1, "xa-after-prepare", false),
-                (2, "xa-after-commit-decision", true),
-            ] {
-                proxy.kill9().await?;
-                proxy = ProxyProcess::start(&config, Some(failpoint)).await?;
-                let before = (
-                    tier(S0_PRIMARY, &db, a).await?,
-                    tier(S1_PRIMARY, &db, b).await?,
-                );
-                let opts = proxy.opts(&db)?;
-                let client = tokio::spawn(async move {
-                    let mut c = mysql_async::Conn::new(opts).await?;
-                    c.query_drop("BEGIN").await?;
-                    c.query_drop(format!(
-                        "UPDATE members SET tier = {} WHERE member_id = {a}",
-                        10 + round
-                    ))
-                    .await?;
-                    c.query_drop(format!(
-                        "UPDATE members SET tier = {} WHERE member_id = {b}",
-                        10 + round
-                    ))
-                    .await?;
-                    c.query_drop("COMMIT").await?;
-                    anyhow::Ok(())
-                });
-                // Wait until the proxy is where the failpoint holds it, as the servers show it.
-                let want_s0 = usize::from(!committed);
-                wait_until(failpoint, Duration::from_secs(20), || async {
-                    Ok(prepared(S0_PRIMARY, node).await? == want_s0
-                        && prepared(S1_PRIMARY, node).await? == 1)
-                })
+    let result = async {
+        // Killed after both branches prepared, before the decision: all rolled back.
+        // Killed after the coordinator (s0, the first branch) committed: all committed.
+        for (round, failpoint, committed) in [
+            (1, "xa-after-prepare", false),
+            (2, "xa-after-commit-decision", true),
+        ] {
+            proxy.kill9().await?;
+            proxy = ProxyProcess::start(
+                env!("CARGO_BIN_EXE_proxy_process"),
+                &config,
+                Some(failpoint),
+            )
+            .await?;
+            let before = (
+                tier(S0_PRIMARY, &db, a).await?,
+                tier(S1_PRIMARY, &db, b).await?,
+            );
+            let opts = proxy.opts(&db)?;
+            let client = tokio::spawn(async move {
+                let mut c = mysql_async::Conn::new(opts).await?;
+                c.query_drop("BEGIN").await?;
+                c.query_drop(format!(
+                    "UPDATE members SET tier = {} WHERE member_id = {a}",
+                    10 + round
+                ))
                 .await?;
-                proxy.kill9().await?;
-                let answered = client.await?;
-                assert!(
-                    answered.is_err(),
-                    "{failpoint}: the client got OK from a proxy killed before answering"
-                );
-                // Prepared branches hold their rows until someone decides.
-                assert_eq!(prepared(S1_PRIMARY, node).await?, 1, "{failpoint}");
-                proxy = ProxyProcess::start(&config, None).await?;
-                wait_until("recovery", Duration::from_secs(20), || async {
-                    Ok(prepared(S0_PRIMARY, node).await? == 0
-                        && prepared(S1_PRIMARY, node).await? == 0)
-                })
+                c.query_drop(format!(
+                    "UPDATE members SET tier = {} WHERE member_id = {b}",
+                    10 + round
+                ))
                 .await?;
-                let after = (
-                    tier(S0_PRIMARY, &db, a).await?,
-                    tier(S1_PRIMARY, &db, b).await?,
-                );
-                let new = Some(10 + round);
-                if committed {
-                    assert_eq!(after, (new, new), "{failpoint}: both shards commit");
-                } else {
-                    assert_eq!(after, before, "{failpoint}: both shards roll back");
-                }
-                println!("{failpoint}: before {before:?}, after recovery {after:?}");
+                c.query_drop("COMMIT").await?;
+                anyhow::Ok(())
+            });
+            // Wait until the proxy is where the failpoint holds it, as the servers show it.
+            let want_s0 = usize::from(!committed);
+            wait_until(failpoint, Duration::from_secs(20), || async {
+                Ok(prepared(S0_PRIMARY, node).await? == want_s0
+                    && prepared(S1_PRIMARY, node).await? == 1)
+            })
+            .await?;
+            proxy.kill9().await?;
+            let answered = client.await?;
+            assert!(
+                answered.is_err(),
+                "{failpoint}: the client got OK from a proxy killed before answering"
+            );
+            // Prepared branches hold their rows until someone decides.
+            assert_eq!(prepared(S1_PRIMARY, node).await?, 1, "{failpoint}");
+            proxy = ProxyProcess::start(env!("CARGO_BIN_EXE_proxy_process"), &config, None).await?;
+            wait_until("recovery", Duration::from_secs(20), || async {
+                Ok(
+                    prepared(S0_PRIMARY, node).await? == 0
+                        && prepared(S1_PRIMARY, node).await? == 0,
+                )
+            })
+            .await?;
+            let after = (
+                tier(S0_PRIMARY, &db, a).await?,
+                tier(S1_PRIMARY, &db, b).await?,
+            );
+            let new = Some(10 + round);
+            if committed {
+                assert_eq!(after, (new, new), "{failpoint}: both shards commit");
+            } else {
+                assert_eq!(after, before, "{failpoint}: both shards roll back");
             }
-            anyhow::Ok(())
+            println!("{failpoint}: before {before:?}, after recovery {after:?}");
         }
-        .await;
+        anyhow::Ok(())
+    }
+    .await;
     let _ = proxy.kill9().await;
     let _ = std::fs::remove_dir_all(&dir);
     result
