@@ -151,6 +151,11 @@ pub struct BackendSettings {
     /// autocommit reads; 0 turns pipelining off. See docs/protocol.md.
     #[serde(default)]
     pub pipeline_connections: usize,
+    /// Unix sockets of instances on the proxy's own host, by instance address
+    /// (`"127.0.0.1:3311" = "/run/mysqld/mysqld.sock"`): the proxy's pooled, pipelined and
+    /// KILL connections to them go over the socket instead of TCP (the monitor's stay on TCP).
+    #[serde(default)]
+    pub sockets: std::collections::BTreeMap<String, String>,
 }
 
 fn default_breaker_failures() -> u32 {
@@ -554,6 +559,18 @@ impl Config {
         }
         if self.backend.pool_size == 0 {
             errs.push("backend.pool_size: must be at least 1".into());
+        }
+        for addr in self.backend.sockets.keys() {
+            let known = self.hotspot.as_ref().is_some_and(|h| &h.instance == addr)
+                || self.shards.iter().any(|s| {
+                    &s.primary == addr || s.replicas.contains(addr) || s.reporting.contains(addr)
+                });
+            if !known {
+                errs.push(format!(
+                    "backend.sockets: \"{addr}\" is not an instance of any shard or the hot instance{}",
+                    at(addr)
+                ));
+            }
         }
         if let Some(t) = &self.tls {
             for (key, p) in [("tls.cert", &t.cert), ("tls.key", &t.key)] {

@@ -5,9 +5,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-
 use super::Error;
+use super::stream::BackendStream;
 use crate::protocol::codec::Reader;
 use crate::protocol::constants::*;
 use crate::protocol::handshake::{Greeting, HandshakeResponse, parse_auth_switch};
@@ -145,7 +144,7 @@ pub enum Reply {
 }
 
 pub struct BackendConn {
-    pub framed: Framed<TcpStream>,
+    pub framed: Framed<BackendStream>,
     /// Capabilities in effect on this connection.
     pub caps: u32,
     /// Server thread id (for KILL).
@@ -177,9 +176,11 @@ struct Login {
 }
 
 impl BackendConn {
-    /// Opens and logs in. `variant` adds client capability bits that change answer shapes.
+    /// Opens and logs in, over the unix `socket` when given (the instance is still named by
+    /// `addr`). `variant` adds client capability bits that change answer shapes.
     pub async fn connect(
         addr: Arc<str>,
+        socket: Option<&str>,
         user: &str,
         password: &str,
         variant: u32,
@@ -187,7 +188,7 @@ impl BackendConn {
     ) -> Result<Self, Error> {
         match tokio::time::timeout(
             timeout,
-            Self::connect_inner(addr.clone(), user, password, variant),
+            Self::connect_inner(addr.clone(), socket, user, password, variant),
         )
         .await
         {
@@ -201,18 +202,21 @@ impl BackendConn {
 
     async fn connect_inner(
         addr: Arc<str>,
+        socket: Option<&str>,
         user: &str,
         password: &str,
         variant: u32,
     ) -> Result<Self, Error> {
         let a = addr.to_string();
-        let stream = TcpStream::connect(&*addr)
+        let stream = BackendStream::connect(&addr, socket)
             .await
             .map_err(|e| Error::Connect {
                 addr: a.clone(),
-                reason: e.to_string(),
+                reason: match socket {
+                    Some(path) => format!("unix socket {path}: {e}"),
+                    None => e.to_string(),
+                },
             })?;
-        let _ = stream.set_nodelay(true);
         let mut framed = Framed::new(stream);
         let proto = |source| Error::Protocol {
             addr: a.clone(),

@@ -9,6 +9,7 @@ pub mod conn;
 pub mod monitor;
 pub mod pipeline;
 pub mod pool;
+pub mod stream;
 pub mod topology;
 
 pub use conn::BackendConn;

@@ -131,7 +131,7 @@ fn now_us() -> u64 {
 }
 
 async fn connect(addr: &Arc<str>, s: &Settings) -> Result<BackendConn, Error> {
-    BackendConn::connect(addr.clone(), &s.user, &s.password, 0, s.timeout).await
+    BackendConn::connect(addr.clone(), None, &s.user, &s.password, 0, s.timeout).await
 }
 
 /// Writes the heartbeat on a primary every `heartbeat_ms`.

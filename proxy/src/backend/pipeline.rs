@@ -24,10 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::PollSender;
 
+use super::stream::{ReadHalf as OwnedReadHalf, WriteHalf as OwnedWriteHalf};
 use super::{BackendConn, Error};
 use crate::execute::{AnswerKind, Outcome, RelayError, Source, relay_from};
 use crate::protocol::Framed;

@@ -15,6 +15,8 @@ pub type PooledConn = bb8::PooledConnection<'static, Manager>;
 /// for free where the whole connection (buffers, session state, statement cache) was copied.
 pub struct Manager {
     addr: Arc<str>,
+    /// The instance's unix socket, when `[backend] sockets` names one.
+    socket: Option<String>,
     user: String,
     password: String,
     variant: u32,
@@ -28,6 +30,7 @@ impl bb8::ManageConnection for Manager {
     async fn connect(&self) -> Result<Box<BackendConn>, Error> {
         let c = BackendConn::connect(
             self.addr.clone(),
+            self.socket.as_deref(),
             &self.user,
             &self.password,
             self.variant,
@@ -166,6 +169,7 @@ impl Pools {
         let addr: Arc<str> = Arc::from(addr);
         let wait = Duration::from_millis(self.settings.pool_wait_timeout_ms);
         let manager = Manager {
+            socket: self.settings.sockets.get(&*addr).cloned(),
             addr: addr.clone(),
             user: self.settings.user.clone(),
             password: self.settings.password.clone(),

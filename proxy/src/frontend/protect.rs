@@ -142,6 +142,7 @@ impl Session {
             let timeout = std::time::Duration::from_millis(b.connect_timeout_ms);
             match crate::backend::BackendConn::connect(
                 addr.clone(),
+                b.sockets.get(&*addr).map(String::as_str),
                 &b.user,
                 &b.password,
                 0,
