@@ -119,14 +119,32 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// Whether the pool holds connections that logged in (idle or in use): proof the instance
+    /// is up, whatever a connect attempt just said.
+    pub fn has_live_connections(&self) -> bool {
+        self.inner.state().connections > 0
+    }
+
     /// A connection from the pool; fails fast if the instance is down: a connect that fails
-    /// while this caller waits is this caller's error.
+    /// while this caller waits is this caller's error, unless the pool still holds live
+    /// connections. Then the instance is up (a connect timing out in a connection storm on a
+    /// busy host, or the server's max_connections reached) and the caller waits on for one of
+    /// them to come back, up to `pool_wait_timeout_ms`, instead of failing with every other
+    /// waiter at once.
     pub async fn get(&self) -> Result<PooledConn, Error> {
-        // Registered before asking bb8, so a failure during the wait is never missed.
-        let failed = self.failures.failed.notified();
-        let got = tokio::select! {
-            got = self.inner.get_owned() => got,
-            () = failed => return Err(self.failures.last(&self.addr)),
+        let get = self.inner.get_owned();
+        tokio::pin!(get);
+        let got = loop {
+            // Registered before (re)polling bb8, so a failure during the wait is never missed.
+            let failed = self.failures.failed.notified();
+            tokio::select! {
+                got = &mut get => break got,
+                () = failed => {
+                    if !self.has_live_connections() {
+                        return Err(self.failures.last(&self.addr));
+                    }
+                }
+            }
         };
         match got {
             Ok(c) => Ok(c),

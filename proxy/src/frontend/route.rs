@@ -301,7 +301,11 @@ impl Session {
                 c
             }
             Err(e) => {
-                if matches!(e, Error::Connect { .. } | Error::Login { .. }) {
+                // Only failures with no live connection to the instance count: a connect that
+                // times out in a storm while the pool's other connections work is not an outage.
+                if matches!(e, Error::Connect { .. } | Error::Login { .. })
+                    && !pool.has_live_connections()
+                {
                     inst.breaker_failure(threshold, open_ms);
                 }
                 return Err(e);
