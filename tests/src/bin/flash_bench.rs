@@ -129,7 +129,17 @@ async fn run(isolate: bool) -> anyhow::Result<()> {
     } else {
         None
     };
-    let idle_p99 = probe(&proxy_opts, table, Duration::from_secs(3), None).await?;
+    // The same point select through the proxy and directly on the s0 primary: what the sale
+    // costs normal traffic in the proxy shows as the difference between the two.
+    let s0_opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(S0_PRIMARY)
+        .user(Some("root"))
+        .db_name(Some("shop"))
+        .prefer_socket(false)
+        .into();
+    let paths = [proxy_opts.clone(), s0_opts];
+    let idle = probe(&paths, table, Duration::from_secs(3), None).await?;
     let mut rows = Vec::new();
     for _ in 0..repeat {
         for (name, opts) in [("direct", &direct_opts), ("proxy", &proxy_opts)] {
@@ -142,15 +152,15 @@ async fn run(isolate: bool) -> anyhow::Result<()> {
                 stop.clone(),
             ));
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let busy_p99 = probe(
-                &proxy_opts,
+            let busy = probe(
+                &paths,
                 table,
                 Duration::from_secs(seconds.saturating_sub(2).max(1)),
                 Some(&stop),
             )
             .await?;
             let (per_s, p50, p99) = sale.await??;
-            rows.push((name, per_s, p50, p99, busy_p99));
+            rows.push((name, per_s, p50, p99, busy));
         }
     }
     if let Some(pid) = hot {
@@ -162,11 +172,18 @@ async fn run(isolate: bool) -> anyhow::Result<()> {
             "FLASH_ISOLATE=1: buyers and the hot instance at nice {NICE} (standing in for other machines)"
         );
     }
-    println!("normal point-select p99 through the proxy while idle: {idle_p99:?}");
+    println!(
+        "normal point-select p99 while idle: through the proxy {:?}, directly on the s0 primary {:?}",
+        idle[0], idle[1]
+    );
+    let x = |busy: Duration, idle: Duration| busy.as_secs_f64() / idle.as_secs_f64().max(1e-9);
     for (name, per_s, p50, p99, busy) in &rows {
         println!(
-            "  {name:6} {per_s:9.0} decrements/s  p50 {p50:?}  p99 {p99:?}  checkout p99 during the sale {busy:?} ({:.2}x idle)",
-            busy.as_secs_f64() / idle_p99.as_secs_f64().max(1e-9)
+            "  {name:6} {per_s:9.0} decrements/s  p50 {p50:?}  p99 {p99:?}  checkout p99 during the sale: proxy {:?} ({:.2}x idle), s0 direct {:?} ({:.2}x idle)",
+            busy[0],
+            x(busy[0], idle[0]),
+            busy[1],
+            x(busy[1], idle[1])
         );
     }
     let med = |n: &str| {
@@ -238,22 +255,40 @@ async fn sale(
     Ok((ok as f64 / took, q(0.5), q(0.99)))
 }
 
-/// [`checkout_p99`] on a runtime of its own (one thread), so the probe never waits behind the
-/// buyers' tasks.
+/// [`checkout_p99`] over each of `paths` at the same time, on a runtime of its own (one
+/// thread), so the probe never waits behind the buyers' tasks.
 async fn probe(
-    opts: &mysql_async::Opts,
+    paths: &[mysql_async::Opts],
     table: &str,
     dur: Duration,
     stop: Option<&Arc<AtomicBool>>,
-) -> anyhow::Result<Duration> {
-    let (opts, table, stop) = (opts.clone(), table.to_string(), stop.cloned());
+) -> anyhow::Result<Vec<Duration>> {
+    let (paths, table, stop) = (paths.to_vec(), table.to_string(), stop.cloned());
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let res = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(checkout_p99(&opts, &table, dur, stop.as_ref())));
+            .and_then(|rt| {
+                rt.block_on(async {
+                    // One task per path, so the paths are probed at the same time.
+                    let tasks: Vec<_> = paths
+                        .into_iter()
+                        .map(|opts| {
+                            let (table, stop) = (table.clone(), stop.clone());
+                            tokio::spawn(async move {
+                                checkout_p99(&opts, &table, dur, stop.as_ref()).await
+                            })
+                        })
+                        .collect();
+                    let mut out = Vec::with_capacity(tasks.len());
+                    for t in tasks {
+                        out.push(t.await??);
+                    }
+                    anyhow::Ok(out)
+                })
+            });
         let _ = tx.send(res);
     });
     rx.await?
