@@ -70,16 +70,22 @@ impl Session {
             Some(c) => self.shard_of_addr(&c.addr),
             None => self.shared.topology.default_shard,
         };
-        let mut route = match self.route(None, shard, None, &[]).await {
-            Ok(r) => r,
-            Err(e) => {
+        // Nor does it open a transaction: a held-back BEGIN waits for the first EXECUTE (which
+        // names the shard), or the transaction would start, and stay, where the prepare ran.
+        let begin = self.deferred_begin.take();
+        let route = self.route(None, shard, None, &[]).await;
+        let conn = match route {
+            Ok(mut route) => self.acquire(&mut route).await.map_err(Err),
+            Err(e) => Err(Ok(e)),
+        };
+        self.deferred_begin = begin;
+        let conn = match conn {
+            Ok(c) => c,
+            Err(Ok(e)) => {
                 self.send_error(seq, &e).await;
                 return Ok(());
             }
-        };
-        let conn = match self.acquire(&mut route).await {
-            Ok(c) => c,
-            Err(e) => return self.backend_failed(seq, &e).await,
+            Err(Err(e)) => return self.backend_failed(seq, &e).await,
         };
         let Some((conn, bs)) = self.prepare_on(seq, conn, schema.as_ref(), &sql).await? else {
             return Ok(());
@@ -150,6 +156,13 @@ impl Session {
         ps.long_data_bytes = 0;
         let mut ps = ps.clone();
         METRICS.statement(ps.statement.kind);
+        if self.lost.is_some()
+            && self
+                .lost_gate(seq, &ps.statement, ps.sql.as_bytes())
+                .await?
+        {
+            return Ok(());
+        }
         let (_protection, critical) =
             match self.protect(seq, &ps.statement, ps.sql.as_bytes()).await? {
                 Protection::Refused => return Ok(()),
@@ -262,7 +275,7 @@ impl Session {
                     conn,
                     &rewritten,
                     AnswerKind::Results,
-                    Some(&ps.statement),
+                    Some((&ps.statement, ps.sql.as_bytes())),
                     cursor,
                     Some((&route, attempt)),
                 )
@@ -294,7 +307,7 @@ impl Session {
             }
             Err(e) => {
                 drop(conn);
-                self.after_lost_backend();
+                self.after_lost_backend(None);
                 self.backend_failed(seq, &e).await.map(|()| None)
             }
         }

@@ -252,8 +252,13 @@ impl Session {
         let mut c = self.pooled(&route.inst.clone()).await?;
         if let Some(begin) = self.deferred_begin.take() {
             // The transaction the client opened starts here, on the shard its first statement needs.
-            self.open_transaction(&mut c, route.inst.shard, &begin)
-                .await?;
+            if let Err(e) = self
+                .open_transaction(&mut c, route.inst.shard, &begin)
+                .await
+            {
+                self.begin_lost();
+                return Err(e);
+            }
         }
         if let Some(g) = route.wait_for.take() {
             METRICS.ryw_waits.inc();

@@ -389,7 +389,7 @@ impl Session {
         if txn && let Some((_, c, _)) = conns.pop() {
             if c.broken {
                 drop(c);
-                self.after_lost_backend();
+                self.after_lost_backend(Some((stmt, text.as_bytes())));
             } else {
                 self.pinned = Some(c);
                 self.pins.in_txn = true;
@@ -413,6 +413,7 @@ impl Session {
             }
             Err(e) => {
                 let (code, state, msg) = scatter_error(e);
+                let msg = self.lost_note(msg);
                 self.send_error_raw(seq, code, &state, &msg).await
             }
         }
@@ -430,8 +431,11 @@ impl Session {
             return Ok(c);
         }
         let mut c = self.primary_conn(shard).await?;
-        if let Some(begin) = self.deferred_begin.take() {
-            self.open_transaction(&mut c, shard, &begin).await?;
+        if let Some(begin) = self.deferred_begin.take()
+            && let Err(e) = self.open_transaction(&mut c, shard, &begin).await
+        {
+            self.begin_lost();
+            return Err(e);
         }
         Ok(c)
     }
