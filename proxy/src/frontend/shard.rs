@@ -257,6 +257,15 @@ impl Session {
                 Ok(touches.then_some(a))
             }
             Err(e) => {
+                // DDL sqlparser cannot read (MariaDB's `ADD COLUMN IF NOT EXISTS`, ...) that
+                // changes one table of the map: the lexer names the table, which is all its
+                // routing needs (every shard of a sharded table).
+                if stmt.kind == StatementKind::Ddl
+                    && let Some(a) = peakgate_router::analyze::lexed_ddl(text)
+                    && touches_map(&a, keys)
+                {
+                    return Ok(Some(a));
+                }
                 if names_a_mapped_table(text, keys.map) {
                     Err(ClientError::new(
                         1064,
