@@ -3,6 +3,8 @@
 //! transaction. A generated-id INSERT runs on the transaction's connection (ROLLBACK leaves no row,
 //! COMMIT keeps it, and no backend connection is left with a transaction open, not even by a read
 //! over both shards); a write that needs several shards gets ERR 1235 and changes nothing.
+//! Also: commands after BEGIN that are no statements (a prepare, COM_INIT_DB) do not open the
+//! held-back transaction on the default shard.
 //!
 //! The map is the topology's, moved to a database of the test's own.
 
@@ -50,12 +52,11 @@ async fn open_transactions(db: &str) -> anyhow::Result<i64> {
     Ok(n)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn autocommit_off_statements_stay_in_the_session_transaction() -> anyhow::Result<()> {
-    let db = unique_name("it_ac0");
-    let _drop = ShardedScratch(db.clone());
+/// A proxy with the map moved to `db` (reads on the primaries), a session in `db` with members
+/// 1..=20 and no orders; also a member on s0 and one on s1.
+async fn start(db: &str) -> anyhow::Result<(TestProxy, mysql_async::Conn, i64, i64)> {
     let proxy = TestProxy::start_with(|cfg| {
-        *cfg = map_to_db(cfg, &db).replace("[routing]", "[routing]\nreplica_reads = false")
+        *cfg = map_to_db(cfg, db).replace("[routing]", "[routing]\nreplica_reads = false")
     })
     .await?;
     let mut p = proxy.conn(None).await?;
@@ -63,7 +64,15 @@ async fn autocommit_off_statements_stay_in_the_session_transaction() -> anyhow::
     p.query_drop(format!("USE {db}")).await?;
     p.query_drop(MEMBERS).await?;
     p.query_drop(ORDERS).await?;
-    let (a, b) = members_on_both_shards(&mut p, &db).await?;
+    let (a, b) = members_on_both_shards(&mut p, db).await?;
+    Ok((proxy, p, a, b))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autocommit_off_statements_stay_in_the_session_transaction() -> anyhow::Result<()> {
+    let db = unique_name("it_ac0");
+    let _drop = ShardedScratch(db.clone());
+    let (_proxy, mut p, a, b) = start(&db).await?;
 
     // Generated ids, rolled back: no row, and no connection left holding one.
     p.query_drop("SET autocommit = 0").await?;
@@ -155,6 +164,53 @@ async fn autocommit_off_statements_stay_in_the_session_transaction() -> anyhow::
     for port in [S0_PRIMARY, S1_PRIMARY] {
         assert!(count(port, &db, "SELECT COUNT(*) FROM members WHERE tier = 7").await? > 0);
     }
+    p.disconnect().await?;
+    Ok(())
+}
+
+/// Commands that are no statements of the transaction (COM_STMT_PREPARE, COM_INIT_DB) right after
+/// BEGIN leave it held back: it opens with the first statement, on that statement's shard, and
+/// rolls back with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_after_begin_leave_the_transaction_to_the_first_statement() -> anyhow::Result<()> {
+    let db = unique_name("it_begin_cmd");
+    let _drop = ShardedScratch(db.clone());
+    let (proxy, mut p, _, b) = start(&db).await?;
+    let tier = |port| {
+        let db = db.clone();
+        async move {
+            count(
+                port,
+                &db,
+                &format!("SELECT tier FROM members WHERE member_id = {b}"),
+            )
+            .await
+        }
+    };
+
+    // A prepared UPDATE of a member on s1 (not the default shard), rolled back.
+    p.query_drop("BEGIN").await?;
+    p.exec_drop("UPDATE members SET tier = 8 WHERE member_id = ?", (b,))
+        .await?;
+    p.query_drop("ROLLBACK").await?;
+    assert_eq!(tier(S1_PRIMARY).await?, 0, "a rolled-back prepared UPDATE");
+    p.query_drop("BEGIN").await?;
+    p.exec_drop("UPDATE members SET tier = 8 WHERE member_id = ?", (b,))
+        .await?;
+    p.query_drop("COMMIT").await?;
+    assert_eq!(tier(S1_PRIMARY).await?, 8);
+
+    // COM_INIT_DB between BEGIN and the first statement.
+    let mut raw = peakgate_tests::raw::RawConn::login(proxy.mysql, "shop", "shop", None).await?;
+    use peakgate_tests::raw::Answer;
+    assert_eq!(raw.query("BEGIN").await?, Answer::Ok);
+    let mut init_db = vec![0x02];
+    init_db.extend_from_slice(db.as_bytes());
+    assert_eq!(raw.command(&init_db).await?, Answer::Ok);
+    let update = format!("UPDATE members SET tier = 9 WHERE member_id = {b}");
+    assert_eq!(raw.query(&update).await?, Answer::Ok);
+    assert_eq!(raw.query("COMMIT").await?, Answer::Ok);
+    assert_eq!(tier(S1_PRIMARY).await?, 9);
     p.disconnect().await?;
     Ok(())
 }

@@ -66,26 +66,8 @@ impl Session {
         let schema: Option<Arc<str>> = self.state.schema.as_deref().map(Arc::from);
         let statement = Arc::new(self.shared.classifier.classify(sql.as_bytes()));
         // The prepare's answer (parameter and column counts) is the same on every instance.
-        let shard = match &self.pinned {
-            Some(c) => self.shard_of_addr(&c.addr),
-            None => self.shared.topology.default_shard,
-        };
-        // Nor does it open a transaction: a held-back BEGIN waits for the first EXECUTE (which
-        // names the shard), or the transaction would start, and stay, where the prepare ran.
-        let begin = self.deferred_begin.take();
-        let route = self.route(None, shard, None, &[]).await;
-        let conn = match route {
-            Ok(mut route) => self.acquire(&mut route).await.map_err(Err),
-            Err(e) => Err(Ok(e)),
-        };
-        self.deferred_begin = begin;
-        let conn = match conn {
-            Ok(c) => c,
-            Err(Ok(e)) => {
-                self.send_error(seq, &e).await;
-                return Ok(());
-            }
-            Err(Err(e)) => return self.backend_failed(seq, &e).await,
+        let Some((_route, conn)) = self.command_conn(seq).await? else {
+            return Ok(());
         };
         let Some((conn, bs)) = self.prepare_on(seq, conn, schema.as_ref(), &sql).await? else {
             return Ok(());

@@ -187,32 +187,10 @@ impl Session {
         payload: &[u8],
         kind: AnswerKind,
     ) -> Result<(), protocol::Error> {
-        self.forward(seq, payload, kind, None).await
-    }
-
-    async fn forward(
-        &mut self,
-        seq: u8,
-        payload: &[u8],
-        kind: AnswerKind,
-        stmt: Option<(&Statement, &[u8])>,
-    ) -> Result<(), protocol::Error> {
-        let shard = match &self.pinned {
-            Some(c) => self.shard_of_addr(&c.addr),
-            None => self.shared.topology.default_shard,
+        let Some((_route, conn)) = self.command_conn(seq).await? else {
+            return Ok(());
         };
-        let mut route = match self.route(stmt.map(|s| s.0), shard, None, &[]).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.send_error(seq, &e).await;
-                return Ok(());
-            }
-        };
-        let conn = match self.acquire(&mut route).await {
-            Ok(c) => c,
-            Err(e) => return self.backend_failed(seq, &e).await,
-        };
-        self.send_and_relay(seq, conn, payload, kind, stmt, false, None)
+        self.send_and_relay(seq, conn, payload, kind, None, false, None)
             .await
             .map(|_| ())
     }
