@@ -2,17 +2,17 @@
 //! the s0 primary): the server rolls the transaction back, and the client must hear it. Every
 //! further statement of the transaction gets ERR 1213 / 40001 and never runs in autocommit on
 //! another connection; COMMIT gets that ERR, never OK; ROLLBACK ends it with OK; BEGIN and
-//! `SET autocommit = 1` end it with the ERR. The same for an `autocommit = 0` session, for
-//! prepared statements, and for a session holding a GET_LOCK lock.
+//! `SET autocommit = 1` end it with the ERR, a connection reset ends it. The same for an
+//! `autocommit = 0` session, for prepared statements, and for a session holding a GET_LOCK lock.
 //!
 //! Each test has a database of its own on s0 (not in the shard map: the default shard).
 
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::*;
-use peakgate_tests::{S0_PRIMARY, Scratch, TestProxy, direct, unique_name};
+use peakgate_tests::{S0_PRIMARY, Scratch, TestProxy, direct, sync_replicas, unique_name};
 
-/// A database `db` with table `t (id INT PRIMARY KEY)` on the s0 primary.
+/// A database `db` with table `t (id INT PRIMARY KEY)` on the s0 primary (and its replicas).
 async fn setup(prefix: &str) -> anyhow::Result<(String, Scratch)> {
     let db = unique_name(prefix);
     let scratch = Scratch::database(&db);
@@ -23,6 +23,9 @@ async fn setup(prefix: &str) -> anyhow::Result<(String, Scratch)> {
     ))
     .await?;
     d.disconnect().await?;
+    // The client's first queries (mysql_async asks for server variables) may read on a replica,
+    // in this database.
+    sync_replicas().await?;
     Ok((db, scratch))
 }
 
@@ -231,6 +234,15 @@ async fn a_lost_user_lock_is_reported() -> anyhow::Result<()> {
     p.query_drop("ROLLBACK").await?;
     p.query_drop("INSERT INTO t VALUES (3)").await?;
     assert_eq!(committed(&db).await?, vec![3]);
+
+    // A connection reset (COM_RESET_CONNECTION, or COM_CHANGE_USER) ends it too.
+    p.query_drop(format!("SELECT GET_LOCK('{lock}', 0)"))
+        .await?;
+    kill_backend(&mut p, &db).await?;
+    assert!(p.query_drop("INSERT INTO t VALUES (4)").await.is_err());
+    p.reset().await?;
+    p.query_drop("INSERT INTO t VALUES (5)").await?;
+    assert_eq!(committed(&db).await?, vec![3, 5]);
     p.disconnect().await?;
     Ok(())
 }
