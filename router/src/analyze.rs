@@ -20,11 +20,15 @@
 //!
 //! Layout: `analyze/walk.rs` walks queries, scopes and expressions; `analyze/keys.rs` finds the
 //! shard-key constraints of a scope; `analyze/write.rs` handles
-//! INSERT/REPLACE rows, UPDATE assignments and DDL.
+//! INSERT/REPLACE rows, UPDATE assignments and DDL; `analyze/lexed_ddl.rs` reads the one table of
+//! DDL that sqlparser cannot parse.
 
 mod keys;
+mod lexed_ddl;
 mod walk;
 mod write;
+
+pub use lexed_ddl::lexed_ddl;
 
 use std::ops::Range;
 

@@ -36,8 +36,9 @@ pub const FILES: &[(&str, &str)] = &[
 
 /// Changes for databases migrated by an earlier shop (the files above describe the tables as
 /// they are now; `CREATE TABLE IF NOT EXISTS` leaves an older table as it was): a query that
-/// counts what is there, and the statement that adds it when the count is 0. (The proxy's
-/// parser does not take MariaDB's `ADD COLUMN IF NOT EXISTS` on a mapped table.)
+/// counts what is there, and the statement that adds it when the count is 0. (Older proxies
+/// refused MariaDB's `ADD COLUMN IF NOT EXISTS` on a mapped table, which their parser could not
+/// read; this way works with every version.)
 pub const UPGRADES: &[(&str, &str)] = &[(
     "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
      AND TABLE_NAME = 'products' AND COLUMN_NAME = 'version'",

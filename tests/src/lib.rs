@@ -426,6 +426,21 @@ impl Drop for Scratch {
     }
 }
 
+/// Drops database `db` on both shard primaries and the hot instance when dropped: with a shard map
+/// the proxy creates a database on each of them.
+pub struct ShardedScratch(pub String);
+
+impl Drop for ShardedScratch {
+    fn drop(&mut self) {
+        for port in [S0_PRIMARY, S1_PRIMARY, HOT_PRIMARY] {
+            drop(Scratch {
+                port,
+                drop_sql: format!("DROP DATABASE IF EXISTS `{}`", self.0),
+            });
+        }
+    }
+}
+
 /// What a command-line client run printed and how it ended.
 #[derive(Debug)]
 pub struct CliOutput {

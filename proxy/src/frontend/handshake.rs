@@ -77,6 +77,7 @@ impl LoggedIn {
             user_ryw: self.shared.user_writes(&self.user),
             deferred_begin: None,
             xa: None,
+            lost: None,
             current_digest: None,
             current_digest_text: String::new(),
             statement_failed: false,

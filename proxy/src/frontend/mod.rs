@@ -6,10 +6,13 @@
 //! locks, LOCK TABLES, server-side named prepares, cursors, or the statement right after one whose
 //! result depends on the connection (warnings, SQL_CALC_FOUND_ROWS, SET TRANSACTION). Otherwise the
 //! connection goes back to the pool after every statement, and the next one replays the session
-//! state (database, variables, LAST_INSERT_ID) onto whatever connection it gets.
+//! state (database, variables, LAST_INSERT_ID) onto whatever connection it gets. A held
+//! connection that dies under a transaction leaves the session refusing statements until the
+//! client ends it (`lost.rs`).
 
 mod handshake;
 mod hot;
+mod lost;
 mod prepared;
 mod protect;
 mod query;
@@ -95,6 +98,10 @@ pub struct Session {
     deferred_begin: Option<String>,
     /// The open cross-shard (XA) transaction (`cross_shard_transactions = "xa"`).
     xa: Option<xa::XaTxn>,
+    /// What the session lost with a backend connection that died under its transaction (or
+    /// its temporary tables, locks): statements are refused until the client ends the
+    /// transaction (`lost.rs`).
+    lost: Option<String>,
     /// The running statement's digest, for `/status/digests`.
     current_digest: Option<u64>,
     /// The running statement's digest text (a buffer kept across statements: no allocation per
@@ -331,6 +338,7 @@ impl Session {
     /// COM_RESET_CONNECTION / COM_CHANGE_USER: the session starts over (the database stays when `keep_db`).
     async fn reset_session(&mut self, keep_db: bool) {
         self.release_pinned().await;
+        self.lost = None;
         let schema = self.state.schema.take();
         self.state = self.initial_state.clone();
         if keep_db {

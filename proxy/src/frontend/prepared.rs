@@ -66,20 +66,8 @@ impl Session {
         let schema: Option<Arc<str>> = self.state.schema.as_deref().map(Arc::from);
         let statement = Arc::new(self.shared.classifier.classify(sql.as_bytes()));
         // The prepare's answer (parameter and column counts) is the same on every instance.
-        let shard = match &self.pinned {
-            Some(c) => self.shard_of_addr(&c.addr),
-            None => self.shared.topology.default_shard,
-        };
-        let mut route = match self.route(None, shard, None, &[]).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.send_error(seq, &e).await;
-                return Ok(());
-            }
-        };
-        let conn = match self.acquire(&mut route).await {
-            Ok(c) => c,
-            Err(e) => return self.backend_failed(seq, &e).await,
+        let Some((_route, conn)) = self.command_conn(seq).await? else {
+            return Ok(());
         };
         let Some((conn, bs)) = self.prepare_on(seq, conn, schema.as_ref(), &sql).await? else {
             return Ok(());
@@ -150,6 +138,13 @@ impl Session {
         ps.long_data_bytes = 0;
         let mut ps = ps.clone();
         METRICS.statement(ps.statement.kind);
+        if self.lost.is_some()
+            && self
+                .lost_gate(seq, &ps.statement, ps.sql.as_bytes())
+                .await?
+        {
+            return Ok(());
+        }
         let (_protection, critical) =
             match self.protect(seq, &ps.statement, ps.sql.as_bytes()).await? {
                 Protection::Refused => return Ok(()),
@@ -262,7 +257,7 @@ impl Session {
                     conn,
                     &rewritten,
                     AnswerKind::Results,
-                    Some(&ps.statement),
+                    Some((&ps.statement, ps.sql.as_bytes())),
                     cursor,
                     Some((&route, attempt)),
                 )
@@ -294,7 +289,7 @@ impl Session {
             }
             Err(e) => {
                 drop(conn);
-                self.after_lost_backend();
+                self.after_lost_backend(None);
                 self.backend_failed(seq, &e).await.map(|()| None)
             }
         }

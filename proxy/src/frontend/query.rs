@@ -55,6 +55,9 @@ impl Session {
             return Ok(());
         }
         debug!(kind = stmt.kind.as_str(), digest = %stmt.digest_text, "statement");
+        if self.lost.is_some() && self.lost_gate(seq, &stmt, &payload[1..]).await? {
+            return Ok(());
+        }
         let (_protection, critical) = match self.protect(seq, &stmt, &payload[1..]).await? {
             Protection::Refused => return Ok(()),
             p @ Protection::Run {
@@ -114,7 +117,7 @@ impl Session {
                     conn,
                     payload,
                     AnswerKind::Results,
-                    Some(&stmt),
+                    Some((&stmt, &payload[1..])),
                     false,
                     Some((&route, attempt)),
                 )
@@ -164,6 +167,8 @@ impl Session {
         self.shared.config.backend.pipeline_connections > 0
             && self.pinned.is_none()
             && !self.pins.holds()
+            // A held-back BEGIN opens on the next statement's connection, never a shared one.
+            && self.deferred_begin.is_none()
             && stmt.kind == peakgate_router::StatementKind::Read
             && !stmt.locking_read
             && !stmt.multi
@@ -182,38 +187,17 @@ impl Session {
         payload: &[u8],
         kind: AnswerKind,
     ) -> Result<(), protocol::Error> {
-        self.forward(seq, payload, kind, None).await
-    }
-
-    async fn forward(
-        &mut self,
-        seq: u8,
-        payload: &[u8],
-        kind: AnswerKind,
-        stmt: Option<&Statement>,
-    ) -> Result<(), protocol::Error> {
-        let shard = match &self.pinned {
-            Some(c) => self.shard_of_addr(&c.addr),
-            None => self.shared.topology.default_shard,
+        let Some((_route, conn)) = self.command_conn(seq).await? else {
+            return Ok(());
         };
-        let mut route = match self.route(stmt, shard, None, &[]).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.send_error(seq, &e).await;
-                return Ok(());
-            }
-        };
-        let conn = match self.acquire(&mut route).await {
-            Ok(c) => c,
-            Err(e) => return self.backend_failed(seq, &e).await,
-        };
-        self.send_and_relay(seq, conn, payload, kind, stmt, false, None)
+        self.send_and_relay(seq, conn, payload, kind, None, false, None)
             .await
             .map(|_| ())
     }
 
     /// Sends `payload` on `conn` (after anything already queued on it), relays the answer to the
-    /// client, then lets `finish` decide what the session keeps. `cursor` marks an EXECUTE that
+    /// client, then lets `finish` decide what the session keeps. `stmt` is the statement with its
+    /// SQL text (none for commands without one). `cursor` marks an EXECUTE that
     /// asked for a cursor: if the server opened one, the connection stays with the session.
     /// `retry` is the route and attempt of a read that may run again elsewhere: when the backend
     /// fails before any of the answer was flushed, the queued part is dropped and the answer is
@@ -225,14 +209,15 @@ impl Session {
         mut conn: PooledConn,
         payload: &[u8],
         kind: AnswerKind,
-        stmt: Option<&Statement>,
+        stmt_sql: Option<(&Statement, &[u8])>,
         cursor: bool,
         retry: Option<(&Route, u32)>,
     ) -> Result<Relayed, protocol::Error> {
+        let stmt = stmt_sql.map(|s| s.0);
         let mark = self.client.pending_write();
         if let Err(e) = conn.send_command(payload).await {
             drop(conn);
-            self.after_lost_backend();
+            self.after_lost_backend(stmt_sql);
             if let Some((route, attempt)) = retry
                 && self.should_retry(route, &e, attempt)
             {
@@ -253,12 +238,16 @@ impl Session {
             Ok(out) => {
                 if out.client_gone {
                     drop(conn);
-                    self.after_lost_backend();
+                    self.after_lost_backend(None);
                     return Err(protocol::Error::Closed);
                 }
                 if let Some(code) = out.error {
                     METRICS.error(code);
                     self.statement_failed = true;
+                    // ER_CONNECTION_KILLED: the server closes the connection after this answer.
+                    if code == 1927 {
+                        conn.broken = true;
+                    }
                 }
                 self.statement_rows += out.rows;
                 if cursor && out.status & SERVER_STATUS_CURSOR_EXISTS != 0 {
@@ -271,7 +260,7 @@ impl Session {
             }
             Err(e) => {
                 drop(conn);
-                self.after_lost_backend();
+                self.after_lost_backend(stmt_sql);
                 if !e.flushed
                     && let Some((route, attempt)) = retry
                     && self.should_retry(route, &e.source, attempt)
@@ -280,6 +269,7 @@ impl Session {
                     return Ok(Relayed::Retry);
                 }
                 let (code, state, msg) = from_backend(&e.source);
+                let msg = self.lost_note(msg);
                 self.send_error_raw(e.next_seq, code, &state, &msg)
                     .await
                     .map(|()| Relayed::Done)
@@ -287,19 +277,14 @@ impl Session {
         }
     }
 
-    /// The backend connection died under the session: whatever it held (transaction, locks, temp
-    /// tables) is gone with it.
-    pub(super) fn after_lost_backend(&mut self) {
-        self.xa_branch_lost();
-        self.pins = super::Pins::default();
-    }
-
+    /// Answers a backend failure (saying so when it cost the session its transaction).
     pub(super) async fn backend_failed(
         &mut self,
         seq: u8,
         e: &crate::backend::Error,
     ) -> Result<(), protocol::Error> {
         let (code, state, msg) = from_backend(e);
+        let msg = self.lost_note(msg);
         self.send_error_raw(seq, code, &state, &msg).await
     }
 
@@ -371,7 +356,9 @@ impl Session {
             self.pinned = Some(conn);
         } else {
             if conn.broken {
-                self.pins = super::Pins::default();
+                // The answer came, then the connection failed: `pins` already say what the
+                // statement left open.
+                self.after_lost_backend(None);
             }
             drop(conn);
         }

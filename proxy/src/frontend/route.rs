@@ -186,6 +186,38 @@ impl Session {
         })
     }
 
+    /// Where a command that is no statement of the transaction runs (COM_STMT_PREPARE,
+    /// COM_INIT_DB, COM_FIELD_LIST, COM_STATISTICS): the held connection, else a connection of
+    /// the default shard's primary. A held-back BEGIN stays held back: it opens with the first
+    /// statement, which names the shard; opened here, the transaction would start, and stay, where
+    /// this command ran. `None`: the client got the error.
+    pub(super) async fn command_conn(
+        &mut self,
+        seq: u8,
+    ) -> Result<Option<(Route, PooledConn)>, crate::protocol::Error> {
+        let shard = match &self.pinned {
+            Some(c) => self.shard_of_addr(&c.addr),
+            None => self.shared.topology.default_shard,
+        };
+        let begin = self.deferred_begin.take();
+        let conn = match self.route(None, shard, None, &[]).await {
+            Ok(mut route) => match self.acquire(&mut route).await {
+                Ok(c) => Ok((route, c)),
+                Err(e) => Err(Err(e)),
+            },
+            Err(e) => Err(Ok(e)),
+        };
+        self.deferred_begin = begin;
+        match conn {
+            Ok(rc) => Ok(Some(rc)),
+            Err(Ok(e)) => {
+                self.send_error(seq, &e).await;
+                Ok(None)
+            }
+            Err(Err(e)) => self.backend_failed(seq, &e).await.map(|()| None),
+        }
+    }
+
     /// The tables `sql` names as `schema.table` (lower-case, unqualified names in the session's
     /// schema), when a routing or limits rule may match on tables; cached per digest and schema.
     pub(super) fn tables_of(&self, stmt: &Statement, sql: &[u8]) -> Arc<Vec<String>> {
@@ -252,8 +284,13 @@ impl Session {
         let mut c = self.pooled(&route.inst.clone()).await?;
         if let Some(begin) = self.deferred_begin.take() {
             // The transaction the client opened starts here, on the shard its first statement needs.
-            self.open_transaction(&mut c, route.inst.shard, &begin)
-                .await?;
+            if let Err(e) = self
+                .open_transaction(&mut c, route.inst.shard, &begin)
+                .await
+            {
+                self.begin_lost();
+                return Err(e);
+            }
         }
         if let Some(g) = route.wait_for.take() {
             METRICS.ryw_waits.inc();

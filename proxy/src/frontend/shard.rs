@@ -165,6 +165,9 @@ impl Session {
         };
         METRICS.shard_plan(&plan.shards);
         let in_txn = pinned_shard.is_some() || self.deferred_begin.is_some();
+        // With autocommit off every write opens (or joins) the session's implicit transaction,
+        // which lives on one connection: a write to several shards cannot be part of it.
+        let implicit_txn = !self.state.is_autocommit() && changes_rows(&analysis);
         // In an XA transaction a statement for another shard runs on that shard's branch.
         if self.xa.is_some()
             && let Shards::One(s) = plan.shards
@@ -185,6 +188,17 @@ impl Session {
                     "this statement runs on several shards, which a statement inside a transaction cannot \
                      (even with sharding.cross_shard_transactions = \"xa\", each statement of a transaction \
                      must route to one shard); run it outside the transaction",
+                );
+                self.send_error(seq, &e).await;
+                return Ok(ShardDecision::Answered);
+            }
+            (Shards::Many(_), _) if implicit_txn => {
+                let e = ClientError::new(
+                    1235,
+                    "42000",
+                    "this write runs on several shards, and with autocommit = 0 it would belong to the \
+                     session's transaction, which lives on one shard; give the shard key, or run it with \
+                     autocommit = 1",
                 );
                 self.send_error(seq, &e).await;
                 return Ok(ShardDecision::Answered);
@@ -243,6 +257,15 @@ impl Session {
                 Ok(touches.then_some(a))
             }
             Err(e) => {
+                // DDL sqlparser cannot read (MariaDB's `ADD COLUMN IF NOT EXISTS`, ...) that
+                // changes one table of the map: the lexer names the table, which is all its
+                // routing needs (every shard of a sharded table).
+                if stmt.kind == StatementKind::Ddl
+                    && let Some(a) = peakgate_router::analyze::lexed_ddl(text)
+                    && touches_map(&a, keys)
+                {
+                    return Ok(Some(a));
+                }
                 if names_a_mapped_table(text, keys.map) {
                     Err(ClientError::new(
                         1064,
@@ -327,6 +350,16 @@ impl Session {
                 binary,
             )
             .await;
+            if res.is_ok() && !self.state.is_autocommit() {
+                // With autocommit off each shard's read opened a transaction on its connection:
+                // end it before the connection goes back to the pool, where a later user would
+                // otherwise read from its old snapshot (or commit it).
+                for (_, c) in &mut conns {
+                    if c.query("ROLLBACK").await.is_err() {
+                        c.broken = true;
+                    }
+                }
+            }
             drop(conns);
             drop(routes);
             if let Err(f) = res {
@@ -353,10 +386,12 @@ impl Session {
             _ => shards.iter().map(|s| (*s, text.to_string())).collect(),
         };
         // Inside a transaction the statement runs on the transaction's connection (one shard:
-        // statements for several shards were refused above).
-        let txn = (self.pins.in_txn || self.deferred_begin.is_some())
-            && statements.len() == 1
-            && a.ddl.is_none();
+        // statements for several shards were refused above); with autocommit off it opens the
+        // session's implicit transaction there if none is open, and the session keeps it.
+        let txn =
+            (self.pins.in_txn || self.deferred_begin.is_some() || !self.state.is_autocommit())
+                && statements.len() == 1
+                && a.ddl.is_none();
         let mut conns = Vec::with_capacity(statements.len() + 1);
         for (s, sql) in statements {
             let conn = if txn {
@@ -389,7 +424,7 @@ impl Session {
         if txn && let Some((_, c, _)) = conns.pop() {
             if c.broken {
                 drop(c);
-                self.after_lost_backend();
+                self.after_lost_backend(Some((stmt, text.as_bytes())));
             } else {
                 self.pinned = Some(c);
                 self.pins.in_txn = true;
@@ -413,25 +448,37 @@ impl Session {
             }
             Err(e) => {
                 let (code, state, msg) = scatter_error(e);
+                let msg = self.lost_note(msg);
                 self.send_error_raw(seq, code, &state, &msg).await
             }
         }
     }
 
     /// The connection of the session's transaction on `shard`: the pinned one, or (first
-    /// statement after a held-back BEGIN) a pooled one on which the transaction opens.
+    /// statement after a held-back BEGIN, or of an autocommit = 0 session's transaction) a
+    /// pooled one on which the transaction opens.
     async fn txn_conn(
         &mut self,
         shard: usize,
     ) -> Result<crate::backend::PooledConn, crate::backend::Error> {
-        if self.pins.in_txn
-            && let Some(c) = self.pinned.take()
+        // Connection-bound state (the transaction, temporary tables, locks) is on the pinned
+        // connection, of this shard (another shard was refused). A connection kept only for the
+        // next statement's diagnostics may be a replica's: it goes, as for any write.
+        let mut c = match self.pinned.take() {
+            Some(c) if self.pins.needs_reset() => c,
+            kept => {
+                if kept.is_some() {
+                    self.pins = super::Pins::default();
+                }
+                drop(kept);
+                self.primary_conn(shard).await?
+            }
+        };
+        if let Some(begin) = self.deferred_begin.take()
+            && let Err(e) = self.open_transaction(&mut c, shard, &begin).await
         {
-            return Ok(c);
-        }
-        let mut c = self.primary_conn(shard).await?;
-        if let Some(begin) = self.deferred_begin.take() {
-            self.open_transaction(&mut c, shard, &begin).await?;
+            self.begin_lost();
+            return Err(e);
         }
         Ok(c)
     }
@@ -560,6 +607,12 @@ fn is_database_ddl(stmt: &Statement) -> bool {
     ]
     .iter()
     .any(|p| t.starts_with(p))
+}
+
+/// Whether the analysed statement changes rows (DDL is not counted: it commits by itself).
+fn changes_rows(a: &Analysis) -> bool {
+    use peakgate_router::analyze::StatementType as T;
+    matches!(a.kind, T::Insert | T::Replace | T::Update | T::Delete)
 }
 
 fn is_read_only(stmt: &Statement) -> bool {

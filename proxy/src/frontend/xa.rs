@@ -34,7 +34,8 @@ impl Session {
     }
 
     /// Opens the transaction the client began on `c`, on shard `shard`: an XA branch in XA mode,
-    /// else the client's own BEGIN text.
+    /// else the client's own BEGIN text. The session then holds a transaction (a failure of the
+    /// statement that follows loses it, see `lost.rs`).
     pub(super) async fn open_transaction(
         &mut self,
         c: &mut PooledConn,
@@ -43,6 +44,7 @@ impl Session {
     ) -> Result<(), Error> {
         if !self.xa_mode() {
             c.query(begin).await?;
+            self.pins.in_txn = true;
             return Ok(());
         }
         let gtrid = self.shared.xa.begin();
