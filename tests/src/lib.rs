@@ -142,6 +142,16 @@ impl TestProxy {
         Ok(self.admin_request("GET", path).await?.1)
     }
 
+    /// One unlabelled counter or gauge from `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let text = self.admin_get("/metrics").await?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0))
+    }
+
     /// A request to the admin listener; returns the status code and the body.
     pub async fn admin_request(&self, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
         self.admin_request_as(method, path, None).await
@@ -232,6 +242,20 @@ pub fn use_hot_table(cfg: &mut String, table: &str, extra: &str) {
         "table = \"shop.sku_stock\"",
         &format!("table = \"shop.{table}\"\n{extra}"),
     );
+}
+
+/// A proxy for a flash sale on hot table `shop.<table>`, with `[hotspot] queue = { <queue> }` and
+/// room for 8,000 clients (the topology allows 4,096).
+pub async fn sale_proxy(table: &str, queue: &str) -> anyhow::Result<TestProxy> {
+    TestProxy::start_with(|cfg| {
+        use_hot_table(cfg, table, &format!("queue = {{ {queue} }}"));
+        assert!(cfg.contains("max_client_connections = 4096"), "{cfg}");
+        *cfg = cfg.replace(
+            "max_client_connections = 4096",
+            "max_client_connections = 8000",
+        );
+    })
+    .await
 }
 
 /// The topology's shard map moved to database `db`: every `[[tables]]` name and binding of

@@ -1,8 +1,10 @@
 //! Flash-sale benchmark (a benchmark, not a test): 256 buyers on one hot SKU with a large stock,
 //! each looping the guarded decrement for N seconds, directly against MariaDB (the hot instance)
-//! and through PeakGate (hot-row queue and group commit), interleaved in the same run. Prints
-//! successful decrements per second (and the ratio), p50/p99 of a decrement, and the p99 of normal
-//! point selects on the s0 primary through the proxy while the sale runs vs idle.
+//! and through PeakGate (hot-row queue and group commit) in both batch modes: `statements` (each
+//! client's statement in the batch's multi-statement round trip) and `merged` (one arithmetic
+//! UPDATE per batch), interleaved in the same run. Prints successful decrements per second (and
+//! the ratios to direct), p50/p99 of a decrement, and the p99 of normal point selects on the s0
+//! primary through the proxy while the sale runs vs idle.
 //! Knobs: FLASH_SECONDS (20), FLASH_BUYERS (256), FLASH_REPEAT (1).
 
 use std::sync::Arc;
@@ -28,13 +30,16 @@ async fn main() -> anyhow::Result<()> {
     let repeat = env("FLASH_REPEAT", 1);
     ensure_topology()?;
     let table = "peakgate_flash_bench";
-    let proxy = TestProxy::start_with(|cfg| {
-        *cfg = cfg.replace(
-            "table = \"shop.sku_stock\"",
-            &format!("table = \"shop.{table}\""),
-        );
-    })
-    .await?;
+    let start = |mode: &'static str| {
+        TestProxy::start_with(move |cfg| {
+            *cfg = cfg.replace(
+                "table = \"shop.sku_stock\"",
+                &format!("table = \"shop.{table}\"\nqueue = {{ batch_mode = \"{mode}\" }}"),
+            );
+        })
+    };
+    let proxy = start("statements").await?;
+    let merged = start("merged").await?;
     let mut p = proxy.conn(Some("shop")).await?;
     p.query_drop(format!("DROP TABLE IF EXISTS {table}"))
         .await?;
@@ -56,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
     ))
     .await?;
     let proxy_opts = proxy.opts(Some("shop"));
+    let merged_opts = merged.opts(Some("shop"));
     let direct_opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
         .tcp_port(HOT)
@@ -66,7 +72,11 @@ async fn main() -> anyhow::Result<()> {
     let idle_p99 = checkout_p99(&proxy_opts, table, Duration::from_secs(3), None).await?;
     let mut rows = Vec::new();
     for _ in 0..repeat {
-        for (name, opts) in [("direct", &direct_opts), ("proxy", &proxy_opts)] {
+        for (name, opts, checkout) in [
+            ("direct", &direct_opts, &proxy_opts),
+            ("statements", &proxy_opts, &proxy_opts),
+            ("merged", &merged_opts, &merged_opts),
+        ] {
             let stop = Arc::new(AtomicBool::new(false));
             let sale = tokio::spawn(sale(
                 opts.clone(),
@@ -77,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
             ));
             tokio::time::sleep(Duration::from_secs(1)).await;
             let busy_p99 = checkout_p99(
-                &proxy_opts,
+                checkout,
                 table,
                 Duration::from_secs(seconds.saturating_sub(2).max(1)),
                 Some(&stop),
@@ -91,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
     println!("normal point-select p99 through the proxy while idle: {idle_p99:?}");
     for (name, per_s, p50, p99, busy) in &rows {
         println!(
-            "  {name:6} {per_s:9.0} decrements/s  p50 {p50:?}  p99 {p99:?}  checkout p99 during the sale {busy:?} ({:.2}x idle)",
+            "  {name:10} {per_s:9.0} decrements/s  p50 {p50:?}  p99 {p99:?}  checkout p99 during the sale {busy:?} ({:.2}x idle)",
             busy.as_secs_f64() / idle_p99.as_secs_f64().max(1e-9)
         );
     }
@@ -100,9 +110,21 @@ async fn main() -> anyhow::Result<()> {
         v.sort_by(|a, b| a.total_cmp(b));
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
+    let direct_per_s = med("direct").max(1e-9);
     println!(
-        "  proxy/direct decrements per second: {:.2}",
-        med("proxy") / med("direct").max(1e-9)
+        "  decrements per second vs direct: statements {:.2}x, merged {:.2}x (merged/statements {:.2})",
+        med("statements") / direct_per_s,
+        med("merged") / direct_per_s,
+        med("merged") / med("statements").max(1e-9)
+    );
+    let batches = merged.metric("peakgate_hot_batches_total").await?;
+    println!(
+        "  merged proxy: {batches:.0} batches, {:.0} of them merged, {:.1} statements per batch",
+        merged.metric("peakgate_hot_merged_batches_total").await?,
+        merged
+            .metric("peakgate_hot_batched_statements_total")
+            .await?
+            / batches.max(1.0)
     );
     p.query_drop(format!("DROP TABLE IF EXISTS {table}, {table}_items"))
         .await?;
