@@ -420,6 +420,7 @@ fn status_json(shared: &Shared) -> String {
         "hot_batches": {
             "batches": METRICS.hot_batches.get(),
             "statements": METRICS.hot_batched.get(),
+            "merged": METRICS.hot_merged.get(),
             "busy": METRICS.hot_busy.get(),
             "sold_out_answers": METRICS.hot_sold_out_answers.get(),
         },

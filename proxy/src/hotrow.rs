@@ -16,6 +16,10 @@
 //! answers; not found, nothing of it committed and the statements run again. So a committed change
 //! is never reported as failed.
 //!
+//! With `batch_mode = "merged"` a batch whose statements are all the same guarded decrement (same
+//! text) runs instead as one arithmetic UPDATE that takes the batch's total at once and splits it
+//! exactly among the clients (`hotrow/merged.rs`); same transaction, marker and guarantees.
+//!
 //! Only one statement shape is batched with others, the guarded decrement the proxy can prove
 //! safe: `UPDATE <table> SET <stock> = <stock> - ? WHERE <key> = ? AND <stock> >= ?` (or `> ?`).
 //! Other writes on a hot row queue too but run alone. A guarded decrement that found too little
@@ -29,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use peakgate_router::hotspot::HotQueue;
+use peakgate_router::hotspot::{BatchMode, HotQueue};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
@@ -40,10 +44,15 @@ use crate::metrics::METRICS;
 use crate::protocol::constants::COM_SET_OPTION;
 use crate::protocol::response::ErrPacket;
 
-/// A guarded decrement's numbers: amount, and the least stock it needs (`stock >= need`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+mod merged;
+pub use merged::MergeShape;
+
+/// A guarded decrement: the least stock it needs (`stock >= need`), and how identical copies of
+/// it merge into one UPDATE (`None`: they cannot).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decrement {
     pub need: i64,
+    pub merge: Option<MergeShape>,
 }
 
 /// One client's write waiting for its batch.
@@ -111,7 +120,7 @@ impl HotRows {
         decrement: Option<Decrement>,
     ) -> JobResult {
         let row = self.row(sku);
-        if let Some(d) = decrement {
+        if let Some(d) = &decrement {
             let sold = *row
                 .sold_out
                 .lock()
@@ -263,7 +272,16 @@ impl HotRows {
         let sqls: Vec<&str> = batch.iter().map(|j| j.sql.as_str()).collect();
         let schema = batch.first().and_then(|j| j.schema.clone());
         let schema = schema.as_deref();
-        let results = match self.run_batch(schema, &sqls).await {
+        let first = match self.merge_shape(&batch) {
+            Some(shape) => {
+                METRICS.hot_merged.inc();
+                let k = sqls.len();
+                self.run_batch(schema, Batch::Merged(sqls[0], shape, k))
+                    .await
+            }
+            None => self.run_batch(schema, Batch::Statements(&sqls)).await,
+        };
+        let results = match first {
             Outcome::Committed(counts) => counts
                 .into_iter()
                 .map(|n| JobResult::Ok { affected_rows: n })
@@ -272,16 +290,18 @@ impl HotRows {
                 // Rolled back (or never committed): each alone, in order.
                 let mut v = Vec::with_capacity(batch.len());
                 for s in &sqls {
-                    v.push(match self.run_batch(schema, &[s]).await {
-                        Outcome::Committed(c) => JobResult::Ok {
-                            affected_rows: c.first().copied().unwrap_or(0),
+                    v.push(
+                        match self.run_batch(schema, Batch::Statements(&[*s])).await {
+                            Outcome::Committed(c) => JobResult::Ok {
+                                affected_rows: c.first().copied().unwrap_or(0),
+                            },
+                            Outcome::Failed(e) => JobResult::Server(e),
+                            Outcome::Retry => JobResult::Failed(
+                                "the hot instance failed; the statement did not commit".into(),
+                            ),
+                            Outcome::Lost(m) => JobResult::Failed(m),
                         },
-                        Outcome::Failed(e) => JobResult::Server(e),
-                        Outcome::Retry => JobResult::Failed(
-                            "the hot instance failed; the statement did not commit".into(),
-                        ),
-                        Outcome::Lost(m) => JobResult::Failed(m),
-                    });
+                    );
                 }
                 v
             }
@@ -298,7 +318,7 @@ impl HotRows {
                     .sold_out
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                match (&res, job.decrement) {
+                match (&res, &job.decrement) {
                     (JobResult::Ok { affected_rows: 0 }, Some(d)) if ttl > Duration::ZERO => {
                         let below = sold.map_or(d.need, |(b, _)| b.min(d.need));
                         *sold = Some((below, Instant::now() + ttl));
@@ -311,8 +331,19 @@ impl HotRows {
         }
     }
 
-    /// One transaction for `sqls` with its marker, in one round trip.
-    async fn run_batch(&self, schema: Option<&str>, sqls: &[&str]) -> Outcome {
+    /// The merged form of `batch` when it runs merged: `batch_mode = "merged"`, more than one
+    /// statement, all the same mergeable guarded decrement.
+    fn merge_shape<'a>(&self, batch: &'a [Job]) -> Option<&'a MergeShape> {
+        let (first, rest) = batch.split_first()?;
+        let shape = first.decrement.as_ref()?.merge.as_ref()?;
+        (self.settings.batch_mode == BatchMode::Merged
+            && !rest.is_empty()
+            && rest.iter().all(|j| j.sql == first.sql))
+        .then_some(shape)
+    }
+
+    /// One transaction for `batch` with its marker, in one round trip.
+    async fn run_batch(&self, schema: Option<&str>, batch: Batch<'_>) -> Outcome {
         let id = self.next_batch.fetch_add(1, Ordering::Relaxed);
         let mut conn = match self.conn().await {
             Ok(c) => c,
@@ -324,40 +355,67 @@ impl HotRows {
         }
         text.push_str("BEGIN");
         let first = usize::from(schema.is_some());
-        let mut vars = Vec::with_capacity(sqls.len());
-        for (i, s) in sqls.iter().enumerate() {
-            text.push_str("; ");
-            text.push_str(s);
-            text.push_str(&format!("; SET @pg{i} = ROW_COUNT()"));
-            vars.push(format!("@pg{i}"));
-        }
-        text.push_str(&format!(
-            "; INSERT INTO peakgate.hot_batches (id, counts) VALUES ({id}, CONCAT_WS(',', {})); COMMIT",
-            vars.join(", ")
-        ));
+        // The statements between BEGIN and COMMIT, and the SET that clears their variables (so
+        // nobody who gets this pooled connection next sees them).
+        let (body, clear) = match batch {
+            Batch::Statements(sqls) => {
+                let mut vars = Vec::with_capacity(sqls.len());
+                for (i, s) in sqls.iter().enumerate() {
+                    text.push_str("; ");
+                    text.push_str(s);
+                    text.push_str(&format!("; SET @pg{i} = ROW_COUNT()"));
+                    vars.push(format!("@pg{i}"));
+                }
+                let clear = format!("SET {} = NULL", vars.join(" = NULL, "));
+                text.push_str(&format!(
+                    "; INSERT INTO peakgate.hot_batches (id, counts) VALUES ({id}, CONCAT_WS(',', {})); {clear}",
+                    vars.join(", ")
+                ));
+                (2 * sqls.len() + 2, clear)
+            }
+            Batch::Merged(sql, shape, k) => {
+                text.push_str(&merged::body(sql, shape, k, id));
+                (merged::BODY_STATEMENTS, merged::CLEAR.to_string())
+            }
+        };
+        text.push_str("; COMMIT");
+        let n = batch.len();
         match conn.query_all(&text).await {
             Ok(results) => {
-                let expected = first + 2 * sqls.len() + 3;
+                let expected = first + body + 2;
                 if results.len() == expected && results.iter().all(Result::is_ok) {
-                    let counts = results
-                        .iter()
-                        .skip(first + 1)
-                        .step_by(2)
-                        .take(sqls.len())
-                        .map(|r| match r {
-                            Ok(Reply::Ok { affected_rows, .. }) => *affected_rows,
-                            _ => 0,
-                        })
-                        .collect();
-                    return Outcome::Committed(counts);
+                    // Committed: each client's count from the body's answers.
+                    let body = &results[first + 1..expected - 1];
+                    let counts = match batch {
+                        Batch::Statements(_) => Some(
+                            body.iter()
+                                .step_by(2)
+                                .take(n)
+                                .map(|r| match r {
+                                    Ok(Reply::Ok { affected_rows, .. }) => *affected_rows,
+                                    _ => 0,
+                                })
+                                .collect(),
+                        ),
+                        Batch::Merged(..) => merged::counts(body, n),
+                    };
+                    if let Some(counts) = counts {
+                        return Outcome::Committed(counts);
+                    }
+                    warn!(
+                        batch = id,
+                        "unexpected answer to a committed batch; reading its marker"
+                    );
+                    return self.outcome_of(id, n).await;
                 }
                 // A statement failed: the server stopped there, the transaction is open.
                 let failed = results.iter().find_map(|r| r.as_ref().err().cloned());
-                if conn.query("ROLLBACK").await.is_err() {
+                let undone = conn.query_all(&format!("ROLLBACK; {clear}")).await;
+                if !undone.is_ok_and(|r| r.len() == 2 && r.iter().all(Result::is_ok)) {
                     conn.broken = true;
                 }
                 match failed {
-                    Some(e) if sqls.len() == 1 => Outcome::Failed(e),
+                    Some(e) if n == 1 => Outcome::Failed(e),
                     _ => Outcome::Retry,
                 }
             }
@@ -366,7 +424,7 @@ impl HotRows {
                 drop(conn);
                 warn!(error = %e, batch = id, "hot instance failed mid-batch; reading the batch's outcome");
                 METRICS.hot_resolved.inc();
-                self.outcome_of(id, sqls.len()).await
+                self.outcome_of(id, n).await
             }
         }
     }
@@ -389,7 +447,15 @@ impl HotRows {
                             else {
                                 return Outcome::Retry;
                             };
-                            let counts: Vec<u64> = String::from_utf8_lossy(&cell)
+                            let marker = String::from_utf8_lossy(&cell);
+                            if marker.contains('/') {
+                                // A merged batch: `m/k`.
+                                if let Some(counts) = merged::marker_counts(&marker, n) {
+                                    return Outcome::Committed(counts);
+                                }
+                                return Outcome::Lost(format!("batch {id}: unreadable marker"));
+                            }
+                            let counts: Vec<u64> = marker
                                 .split(',')
                                 .map(|v| v.trim().parse().unwrap_or(0))
                                 .collect();
@@ -436,6 +502,25 @@ impl HotRows {
             })
             .await?;
         Ok(c)
+    }
+}
+
+/// How one batch runs (`BatchMode`).
+#[derive(Clone, Copy)]
+enum Batch<'a> {
+    /// Each statement as written, in order.
+    Statements(&'a [&'a str]),
+    /// `k` copies of one guarded decrement as one UPDATE.
+    Merged(&'a str, &'a MergeShape, usize),
+}
+
+impl Batch<'_> {
+    /// Clients in the batch.
+    fn len(&self) -> usize {
+        match *self {
+            Batch::Statements(s) => s.len(),
+            Batch::Merged(_, _, k) => k,
+        }
     }
 }
 

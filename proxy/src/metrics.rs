@@ -56,6 +56,9 @@ pub const HOT_STATEMENTS: &str = "peakgate_hot_statements_total";
 pub const HOT_BATCHES: &str = "peakgate_hot_batches_total";
 /// Counter: statements run in hot-row batches (divide by batches for the mean batch size).
 pub const HOT_BATCHED: &str = "peakgate_hot_batched_statements_total";
+/// Counter: hot-row batches run as one merged UPDATE (`batch_mode = "merged"`; included in
+/// `peakgate_hot_batches_total`).
+pub const HOT_MERGED: &str = "peakgate_hot_merged_batches_total";
 /// Counter: hot-row statements refused (queue full or waited too long).
 pub const HOT_BUSY: &str = "peakgate_hot_busy_total";
 /// Counter: guarded decrements answered 0 rows by the sold-out short-circuit.
@@ -188,6 +191,8 @@ pub struct Metrics {
     /// Hot-row batches run, and the statements in them.
     pub hot_batches: Counter,
     pub hot_batched: Counter,
+    /// Hot-row batches run as one merged UPDATE.
+    pub hot_merged: Counter,
     /// Hot-row statements refused (queue full or waited too long).
     pub hot_busy: Counter,
     /// Guarded decrements answered "0 rows" by the sold-out short-circuit.
@@ -510,6 +515,11 @@ pub fn render(
             HOT_BATCHED,
             "Statements run in hot-row batches.",
             m.hot_batched.get() as f64,
+        ),
+        (
+            HOT_MERGED,
+            "Hot-row batches run as one merged UPDATE whose total is split among the clients.",
+            m.hot_merged.get() as f64,
         ),
         (
             HOT_BUSY,

@@ -44,7 +44,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use arc_swap::ArcSwap;
 
 pub use hot_set::{HotEntry, HotInstance, HotSet, HotSku, Origin};
-pub use settings::{AutoDetect, HotQueue, HotspotSettings, MAX_TOP_K};
+pub use settings::{AutoDetect, BatchMode, HotQueue, HotspotSettings, MAX_TOP_K};
 
 use settings::TableName;
 pub use sharded::{Estimate, SHARDS, ShardedCounter};

@@ -142,6 +142,11 @@ impl TestProxy {
         Ok(self.admin_request("GET", path).await?.1)
     }
 
+    /// One unlabelled counter or gauge from `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        Ok(metric_value(&self.admin_get("/metrics").await?, name))
+    }
+
     /// A request to the admin listener; returns the status code and the body.
     pub async fn admin_request(&self, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
         self.admin_request_as(method, path, None).await
@@ -154,27 +159,47 @@ impl TestProxy {
         path: &str,
         token: Option<&str>,
     ) -> anyhow::Result<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(self.admin).await?;
-        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-        s.write_all(
-            format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n")
-                .as_bytes(),
-        )
-        .await?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).await?;
-        let code = out
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or(out);
-        Ok((code, body))
+        admin_http(self.admin, method, path, token).await
     }
+}
+
+/// One unlabelled counter or gauge in a `/metrics` text (0 when absent).
+pub fn metric_value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// One HTTP request to an admin listener (`Authorization: Bearer <token>` when given); the
+/// status code and the body.
+pub async fn admin_http(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(admin).await?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    s.write_all(
+        format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(out);
+    Ok((code, body))
 }
 
 /// The proxy as a child process (`tests/src/bin/proxy_process.rs`, or any binary that prints
@@ -235,6 +260,13 @@ impl ProxyProcess {
             "mysql://shop:shop@{}/{db}",
             self.mysql
         ))?)
+    }
+
+    /// One unlabelled counter or gauge from the process's `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let admin = self.admin.parse()?;
+        let (_, text) = admin_http(admin, "GET", "/metrics", None).await?;
+        Ok(metric_value(&text, name))
     }
 
     /// The process id (for CPU accounting), while it runs.
@@ -305,6 +337,20 @@ pub fn use_hot_table(cfg: &mut String, table: &str, extra: &str) {
         "table = \"shop.sku_stock\"",
         &format!("table = \"shop.{table}\"\n{extra}"),
     );
+}
+
+/// A proxy for a flash sale on hot table `shop.<table>`, with `[hotspot] queue = { <queue> }` and
+/// room for 8,000 clients (the topology allows 4,096).
+pub async fn sale_proxy(table: &str, queue: &str) -> anyhow::Result<TestProxy> {
+    TestProxy::start_with(|cfg| {
+        use_hot_table(cfg, table, &format!("queue = {{ {queue} }}"));
+        assert!(cfg.contains("max_client_connections = 4096"), "{cfg}");
+        *cfg = cfg.replace(
+            "max_client_connections = 4096",
+            "max_client_connections = 8000",
+        );
+    })
+    .await
 }
 
 /// The topology's shard map moved to database `db`: every `[[tables]]` name and binding of

@@ -372,8 +372,20 @@ fn guarded_decrement(
     if n <= 0 {
         return None;
     }
+    // Identical copies merge into one UPDATE when every amount is an integer literal.
+    let merge =
+        (0..assignments.len())
+            .all(|i| lit(i).is_some())
+            .then(|| crate::hotrow::MergeShape {
+                stock: s.stock_column.clone(),
+                amount: n,
+                guard: g,
+                strict: op == ">",
+                amounts: stmt.literals[..assignments.len()].to_vec(),
+            });
     Some(crate::hotrow::Decrement {
         need: if op == ">" { g.saturating_add(1) } else { g },
+        merge,
     })
 }
 
@@ -397,12 +409,35 @@ mod tests {
         assert!(!contains_word(b"sku_stock", b""));
     }
 
-    fn need(sql: &str, table: &str) -> Option<i64> {
+    fn decrement(sql: &str, table: &str) -> Option<crate::hotrow::Decrement> {
         let mut settings = HotspotSettings::new("127.0.0.1:1");
         settings.table = table.into();
         let hot = HotRegistry::new(settings).expect("registry");
         let stmt = peakgate_router::Classifier::new(4).classify(sql.as_bytes());
-        guarded_decrement(&stmt, sql.as_bytes(), &hot).map(|d| d.need)
+        guarded_decrement(&stmt, sql.as_bytes(), &hot)
+    }
+
+    fn need(sql: &str, table: &str) -> Option<i64> {
+        decrement(sql, table).map(|d| d.need)
+    }
+
+    #[test]
+    fn merge_shapes_carry_the_amounts_and_the_guard() {
+        let sql =
+            "UPDATE sku_stock SET stock = stock-2, sold = sold + 3 WHERE sku_id = 5 AND stock > 1";
+        let m = decrement(sql, "sku_stock")
+            .and_then(|d| d.merge)
+            .expect("mergeable");
+        assert_eq!(
+            (m.stock.as_str(), m.amount, m.guard, m.strict),
+            ("stock", 2, 1, true)
+        );
+        let amounts: Vec<&str> = m.amounts.iter().map(|r| &sql[r.clone()]).collect();
+        assert_eq!(amounts, ["2", "3"]);
+        // A quoted amount: batched statement by statement, never merged.
+        let quoted = "UPDATE sku_stock SET stock = stock - 1, sold = sold + '1' WHERE sku_id = 5 AND stock >= 1";
+        let d = decrement(quoted, "sku_stock").expect("a guarded decrement");
+        assert_eq!((d.need, d.merge), (1, None));
     }
 
     #[test]

@@ -76,6 +76,23 @@ pub struct HotQueue {
     /// answered "0 rows" by the proxy for this long, unless the row is written meanwhile.
     #[serde(default = "default_sold_out_ttl")]
     pub sold_out_ttl_ms: u64,
+    /// How a batch of guarded decrements runs in its one round trip. Default `statements`.
+    #[serde(default)]
+    pub batch_mode: BatchMode,
+}
+
+/// `[hotspot] queue.batch_mode`: how a worker sends a batch of guarded decrements of one row.
+/// Both send the batch as one transaction in one round trip; they differ in what the server runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchMode {
+    /// Every client's statement as written, one after another, each with its own affected rows.
+    #[default]
+    Statements,
+    /// A batch whose statements are all the same text (same amount, same guard) runs as one
+    /// UPDATE that takes the sum at once and splits it exactly among the clients in queue order;
+    /// any other batch runs as in `statements`.
+    Merged,
 }
 
 impl Default for HotQueue {
@@ -87,6 +104,7 @@ impl Default for HotQueue {
             batch_max: default_batch_max(),
             workers: default_workers(),
             sold_out_ttl_ms: default_sold_out_ttl(),
+            batch_mode: BatchMode::default(),
         }
     }
 }

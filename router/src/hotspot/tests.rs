@@ -90,6 +90,25 @@ fn invalid_settings_are_refused_with_paths() {
 }
 
 #[test]
+fn batch_mode_defaults_to_statements_and_parses_merged() {
+    let parse = |queue: &str| {
+        toml::from_str::<HotspotSettings>(&format!("instance = \"127.0.0.1:3331\"\n{queue}"))
+    };
+    let q = parse("").expect("no queue").queue;
+    assert_eq!(q.batch_mode, BatchMode::Statements);
+    let q = parse("queue = { batch_mode = \"merged\", batch_max = 64 }")
+        .expect("merged")
+        .queue;
+    assert_eq!((q.batch_mode, q.batch_max), (BatchMode::Merged, 64));
+    let q = parse("queue = { batch_mode = \"statements\" }")
+        .expect("statements")
+        .queue;
+    assert_eq!(q.batch_mode, BatchMode::Statements);
+    let e = parse("queue = { batch_mode = \"arithmetic\" }").expect_err("unknown mode");
+    assert!(e.to_string().contains("unknown variant"), "{e}");
+}
+
+#[test]
 fn admin_add_and_remove_switch_routing() {
     let r = registry(&[1001], None);
     assert!(r.add(7));

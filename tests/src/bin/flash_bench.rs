@@ -1,8 +1,10 @@
 //! Flash-sale benchmark (a benchmark, not a test): 256 buyers on one hot SKU with a large stock,
 //! each looping the guarded decrement for N seconds, directly against MariaDB (the hot instance)
-//! and through PeakGate (hot-row queue and group commit), interleaved in the same run. Prints
-//! successful decrements per second (and the ratio), p50/p99 of a decrement, and the p99 of normal
-//! point selects on the s0 primary through the proxy while the sale runs vs idle.
+//! and through PeakGate (hot-row queue and group commit) in both batch modes: `statements` (each
+//! client's statement in the batch's multi-statement round trip) and `merged` (one arithmetic
+//! UPDATE per batch), interleaved in the same run. Prints successful decrements per second (and
+//! the ratios to direct), p50/p99 of a decrement, and the p99 of normal point selects on the s0
+//! primary, through the proxy and directly, while the sale runs vs idle.
 //!
 //! The proxy runs as its own process (`proxy_process`, built next to this binary), the buyers on
 //! this process's runtime and the checkout probe on a runtime of its own, so neither the proxy
@@ -81,20 +83,28 @@ async fn run(isolate: bool) -> anyhow::Result<()> {
     let repeat = env("FLASH_REPEAT", 1);
     let topo = ensure_topology()?;
     let table = "peakgate_flash_bench";
-    let config = std::fs::read_to_string(&topo)?
-        .replace("mysql = \"127.0.0.1:6033\"", "mysql = \"127.0.0.1:0\"")
-        .replace("admin = \"127.0.0.1:6080\"", "admin = \"127.0.0.1:0\"")
-        .replace(
-            "table = \"shop.sku_stock\"",
-            &format!("table = \"shop.{table}\""),
-        );
+    let topo = std::fs::read_to_string(&topo)?;
     let dir = repo_root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
-    let config_path = dir.join("flash-sale-peakgate.toml");
-    std::fs::write(&config_path, config)?;
     let binary = std::env::current_exe()?.with_file_name("proxy_process");
-    let proxy = ProxyProcess::start(&binary, &config_path, None).await?;
+    let start = |mode: &'static str| {
+        let config = topo
+            .replace("mysql = \"127.0.0.1:6033\"", "mysql = \"127.0.0.1:0\"")
+            .replace("admin = \"127.0.0.1:6080\"", "admin = \"127.0.0.1:0\"")
+            .replace(
+                "table = \"shop.sku_stock\"",
+                &format!("table = \"shop.{table}\"\nqueue = {{ batch_mode = \"{mode}\" }}"),
+            );
+        let (binary, path) = (binary.clone(), dir.join(format!("flash-sale-{mode}.toml")));
+        async move {
+            std::fs::write(&path, config)?;
+            ProxyProcess::start(&binary, &path, None).await
+        }
+    };
+    let proxy = start("statements").await?;
+    let merged = start("merged").await?;
     let proxy_opts = proxy.opts("shop")?;
+    let merged_opts = merged.opts("shop")?;
     let mut p = mysql_async::Conn::new(proxy_opts.clone()).await?;
     p.query_drop(format!("DROP TABLE IF EXISTS {table}"))
         .await?;
@@ -138,11 +148,22 @@ async fn run(isolate: bool) -> anyhow::Result<()> {
         .db_name(Some("shop"))
         .prefer_socket(false)
         .into();
-    let paths = [proxy_opts.clone(), s0_opts];
-    let idle = probe(&paths, table, Duration::from_secs(3), None).await?;
+    let idle = probe(
+        &[proxy_opts.clone(), s0_opts.clone()],
+        table,
+        Duration::from_secs(3),
+        None,
+    )
+    .await?;
     let mut rows = Vec::new();
     for _ in 0..repeat {
-        for (name, opts) in [("direct", &direct_opts), ("proxy", &proxy_opts)] {
+        // Checkout traffic goes through the proxy that runs the sale (for the direct sale, the
+        // statements-mode one, which then only serves the checkout).
+        for (name, opts, checkout) in [
+            ("direct", &direct_opts, &proxy_opts),
+            ("statements", &proxy_opts, &proxy_opts),
+            ("merged", &merged_opts, &merged_opts),
+        ] {
             let stop = Arc::new(AtomicBool::new(false));
             let sale = tokio::spawn(sale(
                 opts.clone(),
@@ -153,7 +174,7 @@ async fn run(isolate: bool) -> anyhow::Result<()> {
             ));
             tokio::time::sleep(Duration::from_secs(1)).await;
             let busy = probe(
-                &paths,
+                &[checkout.clone(), s0_opts.clone()],
                 table,
                 Duration::from_secs(seconds.saturating_sub(2).max(1)),
                 Some(&stop),
@@ -179,7 +200,7 @@ async fn run(isolate: bool) -> anyhow::Result<()> {
     let x = |busy: Duration, idle: Duration| busy.as_secs_f64() / idle.as_secs_f64().max(1e-9);
     for (name, per_s, p50, p99, busy) in &rows {
         println!(
-            "  {name:6} {per_s:9.0} decrements/s  p50 {p50:?}  p99 {p99:?}  checkout p99 during the sale: proxy {:?} ({:.2}x idle), s0 direct {:?} ({:.2}x idle)",
+            "  {name:10} {per_s:9.0} decrements/s  p50 {p50:?}  p99 {p99:?}  checkout p99 during the sale: proxy {:?} ({:.2}x idle), s0 direct {:?} ({:.2}x idle)",
             busy[0],
             x(busy[0], idle[0]),
             busy[1],
@@ -191,14 +212,26 @@ async fn run(isolate: bool) -> anyhow::Result<()> {
         v.sort_by(|a, b| a.total_cmp(b));
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
+    let direct_per_s = med("direct").max(1e-9);
     println!(
-        "  proxy/direct decrements per second: {:.2}",
-        med("proxy") / med("direct").max(1e-9)
+        "  decrements per second vs direct: statements {:.2}x, merged {:.2}x (merged/statements {:.2})",
+        med("statements") / direct_per_s,
+        med("merged") / direct_per_s,
+        med("merged") / med("statements").max(1e-9)
+    );
+    let batches = merged.metric("peakgate_hot_batches_total").await?;
+    println!(
+        "  merged proxy: {batches:.0} batches, {:.0} of them merged, {:.1} statements per batch",
+        merged.metric("peakgate_hot_merged_batches_total").await?,
+        merged
+            .metric("peakgate_hot_batched_statements_total")
+            .await?
+            / batches.max(1.0)
     );
     p.query_drop(format!("DROP TABLE IF EXISTS {table}, {table}_items"))
         .await?;
     drop(p);
-    drop(proxy);
+    drop((proxy, merged));
     let mut d = direct(HOT, Some("shop")).await?;
     d.query_drop(format!("DROP TABLE IF EXISTS {table}"))
         .await?;
