@@ -417,6 +417,10 @@ fn status_json(shared: &Shared) -> String {
                 .collect::<Vec<_>>()
         }),
         "hot_moves": shared.hot_moves.as_ref().map(|m| m.status()),
+        "sale_lane": shared.sale_lane.as_ref().map(|l| {
+            let (sessions, moves) = l.counts();
+            serde_json::json!({ "sessions": sessions, "moves": moves })
+        }),
         "hot_batches": {
             "batches": METRICS.hot_batches.get(),
             "statements": METRICS.hot_batched.get(),

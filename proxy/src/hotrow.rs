@@ -87,6 +87,8 @@ pub struct HotRows {
     next_batch: AtomicU64,
     /// The marker table exists (created on first use).
     ready: tokio::sync::OnceCell<()>,
+    /// Where the row workers run: the sale lane when there is one (`frontend::lane`).
+    spawner: Option<tokio::runtime::Handle>,
 }
 
 /// One hot row's queue.
@@ -98,7 +100,11 @@ struct Row {
 }
 
 impl HotRows {
-    pub fn new(pool: Pool, settings: HotQueue) -> Arc<Self> {
+    pub fn new(
+        pool: Pool,
+        settings: HotQueue,
+        spawner: Option<tokio::runtime::Handle>,
+    ) -> Arc<Self> {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_micros() as u64);
@@ -108,6 +114,7 @@ impl HotRows {
             rows: Mutex::new(HashMap::new()),
             next_batch: AtomicU64::new(seed << 8),
             ready: tokio::sync::OnceCell::new(),
+            spawner,
         })
     }
 
@@ -195,7 +202,11 @@ impl HotRows {
         for _ in 0..self.settings.workers.max(1) {
             let me = self.clone();
             let (rx, row) = (rx.clone(), Arc::downgrade(&row));
-            tokio::spawn(async move { me.work(row, rx).await });
+            let work = async move { me.work(row, rx).await };
+            match &self.spawner {
+                Some(h) => h.spawn(work),
+                None => tokio::spawn(work),
+            };
         }
         row
     }

@@ -99,6 +99,8 @@ pub struct Shared {
     pub hot: Option<peakgate_router::hotspot::HotRegistry>,
     /// The hot-row queues, when `[hotspot] queue` is enabled.
     pub hot_rows: Option<Arc<crate::hotrow::HotRows>>,
+    /// The sale lane's runtime (`frontend::lane`), with the hot-row queue.
+    pub sale_lane: Option<crate::frontend::lane::SaleLane>,
     /// SKU row moves and their per-SKU gates, when `[hotspot]` is configured.
     pub hot_moves: Option<Arc<crate::hotmove::HotMoves>>,
     /// The shard map in effect; `/reload` and SIGHUP swap it.
@@ -333,17 +335,37 @@ impl Proxy {
             ),
             None => None,
         };
+        let sale_lane = match &config.hotspot {
+            Some(h) if h.queue.enabled && h.lane_threads > 0 => Some(
+                crate::frontend::lane::SaleLane::start(
+                    h.lane_threads,
+                    h.lane_linger_ms,
+                    tokio::runtime::Handle::current(),
+                )
+                .map_err(|e| anyhow::anyhow!("hotspot.lane_threads: {e}"))?,
+            ),
+            _ => None,
+        };
         let hot_rows = config
             .hotspot
             .as_ref()
             .filter(|h| h.queue.enabled)
-            .map(|h| crate::hotrow::HotRows::new(pools.pool(&h.instance, 0), h.queue.clone()));
+            .map(|h| {
+                crate::hotrow::HotRows::new(
+                    pools.pool(&h.instance, 0),
+                    h.queue.clone(),
+                    sale_lane
+                        .as_ref()
+                        .map(|l| l.handle(crate::frontend::lane::Lane::Sale).clone()),
+                )
+            });
         let hot_moves = hot.as_ref().map(|_| crate::hotmove::HotMoves::new());
         let shared = Arc::new(Shared {
             hot_moves,
             user_writes: std::sync::Mutex::new(std::collections::HashMap::new()),
             hot,
             hot_rows,
+            sale_lane,
             accounts: config.accounts(),
             topology: Arc::new(crate::backend::topology::Topology::from_config(&config)),
             read_policy: config.routing.read_policy(),
@@ -488,9 +510,8 @@ fn accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         async move {
             METRICS.client_connections.inc();
             METRICS.client_connections_total.inc();
-            crate::frontend::serve_client(shared, stream, peer, conn_id).await;
-            METRICS.client_connections.dec();
-            drop(permit);
+            let guard = crate::frontend::ClientGuard::new(permit);
+            crate::frontend::serve_client(shared, stream, peer, conn_id, guard).await;
         }
         .instrument(span),
     );

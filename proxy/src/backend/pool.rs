@@ -17,6 +17,9 @@ pub struct Manager {
     addr: Arc<str>,
     /// The instance's unix socket, when `[backend] sockets` names one.
     socket: Option<String>,
+    /// The proxy's runtime: connections are opened there whichever runtime asks, so their I/O
+    /// is driven by it (see `frontend::lane`).
+    home: Option<tokio::runtime::Handle>,
     user: String,
     password: String,
     variant: u32,
@@ -28,15 +31,25 @@ impl bb8::ManageConnection for Manager {
     type Error = Error;
 
     async fn connect(&self) -> Result<Box<BackendConn>, Error> {
-        let c = BackendConn::connect(
+        let (addr, socket, user, password) = (
             self.addr.clone(),
-            self.socket.as_deref(),
-            &self.user,
-            &self.password,
-            self.variant,
-            self.connect_timeout,
-        )
-        .await;
+            self.socket.clone(),
+            self.user.clone(),
+            self.password.clone(),
+        );
+        let (variant, timeout) = (self.variant, self.connect_timeout);
+        let connect = async move {
+            BackendConn::connect(addr, socket.as_deref(), &user, &password, variant, timeout).await
+        };
+        let c = match &self.home {
+            Some(home) => home.spawn(connect).await.unwrap_or_else(|e| {
+                Err(Error::Connect {
+                    addr: self.addr.to_string(),
+                    reason: format!("connect task failed: {e}"),
+                })
+            }),
+            None => connect.await,
+        };
         if c.is_ok() {
             crate::metrics::METRICS.backend_connects.inc();
         }
@@ -160,6 +173,7 @@ impl Pool {
 /// Every pool of the proxy.
 pub struct Pools {
     settings: BackendSettings,
+    home: Option<tokio::runtime::Handle>,
     pools: Mutex<HashMap<(Arc<str>, u32), Pool>>,
 }
 
@@ -167,6 +181,7 @@ impl Pools {
     pub fn new(settings: BackendSettings) -> Self {
         Self {
             settings,
+            home: tokio::runtime::Handle::try_current().ok(),
             pools: Mutex::new(HashMap::new()),
         }
     }
@@ -188,6 +203,7 @@ impl Pools {
         let wait = Duration::from_millis(self.settings.pool_wait_timeout_ms);
         let manager = Manager {
             socket: self.settings.sockets.get(&*addr).cloned(),
+            home: self.home.clone(),
             addr: addr.clone(),
             user: self.settings.user.clone(),
             password: self.settings.password.clone(),

@@ -75,6 +75,8 @@ impl Session {
         let res = rows
             .submit(sku, self.state.schema.clone(), text.to_string(), decrement)
             .await;
+        self.hot_written = true;
+        self.last_hot_write = Some(std::time::Instant::now());
         use crate::hotrow::JobResult;
         match res {
             JobResult::Ok { affected_rows } => {

@@ -12,6 +12,7 @@
 
 mod handshake;
 mod hot;
+pub mod lane;
 mod lost;
 mod prepared;
 mod protect;
@@ -113,6 +114,12 @@ pub struct Session {
     statement_rows: u64,
     /// The one hot SKU the running statement is about (set by the hot-SKU decision).
     hot_sku: Option<u64>,
+    /// The runtime the session runs on (`lane.rs`).
+    lane: lane::Lane,
+    /// The running statement went through the hot-row queue.
+    hot_written: bool,
+    /// When the session's last write through the hot-row queue was answered.
+    last_hot_write: Option<Instant>,
     /// The SKUs of the hot table the running statement (or open transaction) uses: a row move
     /// waits for them (`hotmove/gate.rs`).
     hot_passes: Vec<crate::hotmove::gate::Pass>,
@@ -128,17 +135,65 @@ pub struct Session {
     next_stmt_id: u32,
 }
 
+/// A client's place among `max_client_connections`, and its count in the client gauge, for as
+/// long as its session lives (on whichever lane).
+pub struct ClientGuard {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl ClientGuard {
+    pub fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        Self { _permit: permit }
+    }
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        METRICS.client_connections.dec();
+    }
+}
+
 /// Serves one client connection to its end. Never panics on input; a broken client only loses
 /// its own connection.
-pub async fn serve_client(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, conn_id: u32) {
+pub async fn serve_client(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    conn_id: u32,
+    guard: ClientGuard,
+) {
     let client = Framed::new(ClientStream::Plain(stream));
-    let Some(mut session) = handshake::login(shared, client, peer, conn_id).await else {
+    let Some(session) = handshake::login(shared, client, peer, conn_id).await else {
         return;
     };
     tracing::Span::current().record("user", session.user.as_str());
     debug!("logged in");
-    session.run().await;
-    session.close().await;
+    drive(Box::new(session), guard).await;
+}
+
+/// Runs a session on the current runtime until it ends, or until it moves to the other lane
+/// (`lane.rs`): then it goes on in a task there.
+fn drive(
+    mut session: Box<Session>,
+    guard: ClientGuard,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    use tracing::Instrument;
+    Box::pin(async move {
+        let shared = session.shared.clone();
+        let moved = session.run().await;
+        if let (Some(to), Some(lane)) = (moved, shared.sale_lane.as_ref()) {
+            lane.moved(to);
+            let span = tracing::Span::current();
+            lane.handle(to)
+                .spawn(drive(session, guard).instrument(span));
+            return;
+        }
+        if let (lane::Lane::Sale, Some(lane)) = (session.lane, shared.sale_lane.as_ref()) {
+            lane.moved(lane::Lane::Main);
+        }
+        session.close().await;
+        drop(guard);
+    })
 }
 
 /// What the loop does after a command.
@@ -148,37 +203,72 @@ enum Next {
 }
 
 impl Session {
-    async fn run(&mut self) {
+    /// Serves commands until the client goes (`None`) or the session should move to another
+    /// lane between two statements (`Some(lane)`, see `lane.rs`).
+    async fn run(&mut self) -> Option<lane::Lane> {
         let max = self.shared.config.proxy.max_allowed_packet;
         loop {
             self.client.shrink();
             let (seq, payload) = match self.client.read_packet(Some(0), max).await {
                 Ok(p) => p,
-                Err(protocol::Error::Closed) => return,
+                Err(protocol::Error::Closed) => return None,
                 Err(protocol::Error::Io(e)) => {
                     debug!(error = %e, "client read failed");
-                    return;
+                    return None;
                 }
                 Err(e) => {
                     let ce = from_protocol(&e);
                     warn!(error = %e, "closing client on bad input");
                     self.send_error(2, &ce).await;
-                    return;
+                    return None;
                 }
             };
             let started = Instant::now();
             let next = match self.dispatch(seq, &payload).await {
                 Ok(n) => n,
-                Err(_) => return,
+                Err(_) => return None,
             };
             self.release_hot_passes();
             let us = started.elapsed().as_micros() as u64;
             METRICS.latency.observe_us(us);
             self.record_digest(us);
             if let Next::Close = next {
-                return;
+                return None;
+            }
+            if let Some(to) = self.lane_move() {
+                return Some(to);
             }
         }
+    }
+
+    /// After a statement: the lane the session should move to, if any. Onto the sale lane after
+    /// a write that went through the hot-row queue; back after a statement that did not, once
+    /// the last such write is `lane_linger_ms` old. Never while the session holds anything tied
+    /// to a backend connection.
+    fn lane_move(&mut self) -> Option<lane::Lane> {
+        let hot = std::mem::take(&mut self.hot_written);
+        let sale = self.shared.sale_lane.as_ref()?;
+        let to = match self.lane {
+            lane::Lane::Main if hot => lane::Lane::Sale,
+            lane::Lane::Sale
+                if !hot
+                    && self
+                        .last_hot_write
+                        .is_none_or(|t| t.elapsed() >= sale.linger) =>
+            {
+                lane::Lane::Main
+            }
+            _ => return None,
+        };
+        if self.pinned.is_some()
+            || self.xa.is_some()
+            || self.deferred_begin.is_some()
+            || self.pins.holds()
+        {
+            return None;
+        }
+        self.lane = to;
+        Some(to)
     }
 
     /// Handles one command. `Err` means the client is gone.

@@ -50,6 +50,15 @@ pub struct HotspotSettings {
     /// it the client gets ERR 1205 ("being moved, retry"). Milliseconds, default 5000.
     #[serde(default = "default_move_wait_ms")]
     pub move_wait_ms: u64,
+    /// The sale lane: sessions writing hot rows through the queue run on a runtime of their own
+    /// with this many threads, so a flash sale's sessions never queue ahead of normal traffic
+    /// inside the proxy. 0 turns it off (every session on the proxy's runtime). Default 1.
+    #[serde(default = "default_lane_threads")]
+    pub lane_threads: usize,
+    /// A session on the sale lane goes back to the proxy's runtime after a statement that is not
+    /// a queued hot-row write, once its last such write is this old. Milliseconds, default 1000.
+    #[serde(default = "default_lane_linger_ms")]
+    pub lane_linger_ms: u64,
 }
 
 /// `[hotspot] queue`: autocommit writes of one hot row wait in one FIFO in the proxy and run in
@@ -109,6 +118,12 @@ impl Default for HotQueue {
     }
 }
 
+fn default_lane_threads() -> usize {
+    1
+}
+fn default_lane_linger_ms() -> u64 {
+    1_000
+}
 fn default_move_drain_ms() -> u64 {
     2_000
 }
@@ -212,6 +227,8 @@ impl HotspotSettings {
             auto_move: false,
             move_drain_ms: default_move_drain_ms(),
             move_wait_ms: default_move_wait_ms(),
+            lane_threads: default_lane_threads(),
+            lane_linger_ms: default_lane_linger_ms(),
         }
     }
 
