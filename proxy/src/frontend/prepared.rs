@@ -168,7 +168,7 @@ impl Session {
             };
         let cursor = ex.flags & CURSOR_FLAGS != 0;
         let params: Vec<ParamValue> = match &ps.types {
-            Some(types) if !self.shared.shard_map().is_empty() => {
+            Some(types) if !self.shared.shard_map().is_empty() || self.shared.hot.is_some() => {
                 let mut v = param_values(payload, ps.num_params, types).unwrap_or_default();
                 for p in long_data.keys() {
                     if let Some(x) = v.get_mut(usize::from(*p)) {
