@@ -187,6 +187,20 @@ impl Session {
             ShardDecision::Answered => return Ok(()),
         };
         self.throttle(&ps.statement, shard, critical).await;
+        // Long data is not among `params` (it is sent on its own): such a statement runs directly.
+        if long_data.is_empty()
+            && self
+                .hot_queue(
+                    seq,
+                    &ps.statement,
+                    ps.sql.as_bytes(),
+                    shard,
+                    Some((&ps, &params)),
+                )
+                .await?
+        {
+            return Ok(());
+        }
         let tables = self.tables_of(&ps.statement, ps.sql.as_bytes());
         let mut exclude = None;
         for attempt in 0..2 {
