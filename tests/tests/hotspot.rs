@@ -182,33 +182,43 @@ async fn flash_sale(
     for _ in 0..buyers {
         let (opts, start, table) = (opts.clone(), start.clone(), table.to_string());
         tasks.push(tokio::spawn(async move {
-            let mut c = mysql_async::Conn::new(opts).await?;
-            let r = if prepared {
-                let stmt = c
-                    .prep(format!(
-                        "UPDATE {table} SET stock = stock - ? WHERE sku_id = ? AND stock >= ?"
-                    ))
-                    .await?;
-                start.wait().await;
-                c.exec_drop(&stmt, (1, 1001, 1))
+            let ready = async {
+                let mut c = mysql_async::Conn::new(opts).await?;
+                let mut stmt = None;
+                if prepared {
+                    stmt = Some(
+                        c.prep(format!(
+                            "UPDATE {table} SET stock = stock - ? WHERE sku_id = ? AND stock >= ?"
+                        ))
+                        .await?,
+                    );
+                }
+                Ok::<_, mysql_async::Error>((c, stmt))
+            }
+            .await;
+            // Every buyer reaches the start, also one whose connect or prepare failed (it reports
+            // that): one missing there would keep the others waiting for good.
+            start.wait().await;
+            let (mut c, stmt) = ready.map_err(|e| format!("before the sale: {e}"))?;
+            let r = match &stmt {
+                Some(stmt) => c
+                    .exec_drop(stmt, (1, 1001, 1))
                     .await
-                    .map(|()| c.affected_rows())
-            } else {
-                start.wait().await;
-                c.query_iter(format!(
-                    "UPDATE {table} SET stock = stock - 1 WHERE sku_id = 1001 AND stock >= 1"
-                ))
-                .await
-                .map(|res| res.affected_rows())
+                    .map(|()| c.affected_rows()),
+                None => c
+                    .query_iter(format!(
+                        "UPDATE {table} SET stock = stock - 1 WHERE sku_id = 1001 AND stock >= 1"
+                    ))
+                    .await
+                    .map(|res| res.affected_rows()),
             };
-            let out = r.map_err(|e| e.to_string());
             let _ = c.disconnect().await;
-            anyhow::Ok(out)
+            r.map_err(|e| e.to_string())
         }));
     }
     let (mut ok, mut rows, mut errors) = (0, 0, Vec::new());
     for t in tasks {
-        match t.await?? {
+        match t.await? {
             Ok(n) => {
                 rows += n;
                 ok += u64::from(n == 1);
