@@ -10,6 +10,7 @@ use peakgate_router::hotspot::HotRegistry;
 use peakgate_router::{Statement, StatementKind};
 
 use super::Session;
+use super::prepared::ProxyStmt;
 use super::shard::ShardDecision;
 use crate::errors::ClientError;
 use crate::protocol;
@@ -43,13 +44,18 @@ impl ShardKeys for HotKeys<'_> {
 
 impl Session {
     /// Runs an autocommit write of one hot row through the row's queue (group commit), when it
-    /// qualifies; `false` when it does not and must take the normal path.
+    /// qualifies; `false` when it does not and must take the normal path. `prepared`: the
+    /// statement is a COM_STMT_EXECUTE of this statement with these parameters; it is queued as
+    /// its text with the parameters written in as literals (so a guarded decrement is batched
+    /// like its text form), in the database it was prepared in. The client's answer is an OK or
+    /// an ERR either way, which is also the binary protocol's answer to a write.
     pub(super) async fn hot_queue(
         &mut self,
         seq: u8,
         stmt: &Statement,
         sql: &[u8],
         shard: usize,
+        prepared: Option<(&ProxyStmt, &[ParamValue])>,
     ) -> Result<bool, protocol::Error> {
         let shared = self.shared.clone();
         let (Some(rows), Some(hot), Some(sku)) = (
@@ -68,13 +74,24 @@ impl Session {
         {
             return Ok(false);
         }
-        let Ok(text) = std::str::from_utf8(sql) else {
-            return Ok(false);
+        let (text, schema, decrement) = match prepared {
+            None => {
+                let Ok(text) = std::str::from_utf8(sql) else {
+                    return Ok(false);
+                };
+                let decrement = guarded_decrement(stmt, sql, hot);
+                (text.to_string(), self.state.schema.clone(), decrement)
+            }
+            Some((ps, params)) => {
+                let Some(text) = protocol::stmt::interpolate(ps.sql.text(), params) else {
+                    return Ok(false);
+                };
+                let filled = shared.classifier.classify(text.as_bytes());
+                let decrement = guarded_decrement(&filled, text.as_bytes(), hot);
+                (text, ps.schema.as_deref().map(String::from), decrement)
+            }
         };
-        let decrement = guarded_decrement(stmt, sql, hot);
-        let res = rows
-            .submit(sku, self.state.schema.clone(), text.to_string(), decrement)
-            .await;
+        let res = rows.submit(sku, schema, text, decrement).await;
         self.hot_written = true;
         self.last_hot_write = Some(std::time::Instant::now());
         use crate::hotrow::JobResult;
@@ -473,6 +490,29 @@ mod tests {
             ),
             Some(2)
         );
+    }
+
+    #[test]
+    fn prepared_decrements_are_recognised_with_their_parameters() {
+        use crate::protocol::stmt::interpolate;
+        use ParamValue::{Bytes, Double, Int, Null, UInt};
+        let need_with = |sql: &str, params: &[ParamValue]| {
+            need(&interpolate(sql, params).expect("literals"), "sku_stock")
+        };
+        let dec = "UPDATE sku_stock SET stock = stock - ? WHERE sku_id = ? AND stock >= ?";
+        assert_eq!(need_with(dec, &[Int(2), UInt(1001), Int(2)]), Some(2));
+        let mixed = "UPDATE sku_stock SET stock = stock - 1 WHERE sku_id = ? AND stock > ?";
+        assert_eq!(need_with(mixed, &[Int(1001), Int(0)]), Some(1));
+        // A value the proxy cannot read as a number, or no positive amount: it runs alone.
+        for params in [
+            [Bytes(b"1".to_vec()), Int(1001), Int(1)],
+            [Null, Int(1001), Int(1)],
+            [Int(0), Int(1001), Int(0)],
+            [Int(-1), Int(1001), Int(1)],
+            [Double(1.0), Int(1001), Int(1)],
+        ] {
+            assert_eq!(need_with(dec, &params), None, "{params:?}");
+        }
     }
 
     #[test]

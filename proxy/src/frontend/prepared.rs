@@ -163,7 +163,7 @@ impl Session {
             };
         let cursor = ex.flags & CURSOR_FLAGS != 0;
         let params: Vec<ParamValue> = match &ps.types {
-            Some(types) if !self.shared.shard_map().is_empty() => {
+            Some(types) if !self.shared.shard_map().is_empty() || self.shared.hot.is_some() => {
                 let mut v = param_values(payload, ps.num_params, types).unwrap_or_default();
                 for p in long_data.keys() {
                     if let Some(x) = v.get_mut(usize::from(*p)) {
@@ -182,6 +182,20 @@ impl Session {
             ShardDecision::Answered => return Ok(()),
         };
         self.throttle(&ps.statement, shard, critical).await;
+        // Long data is not among `params` (it is sent on its own): such a statement runs directly.
+        if long_data.is_empty()
+            && self
+                .hot_queue(
+                    seq,
+                    &ps.statement,
+                    ps.sql.as_bytes(),
+                    shard,
+                    Some((&ps, &params)),
+                )
+                .await?
+        {
+            return Ok(());
+        }
         let tables = self.tables_of(&ps.statement, ps.sql.as_bytes());
         let mut exclude = None;
         for attempt in 0..2 {

@@ -74,7 +74,10 @@ impl Session {
             ShardDecision::Answered => return Ok(()),
         };
         self.throttle(&stmt, shard, critical).await;
-        if self.hot_queue(seq, &stmt, &payload[1..], shard).await? {
+        if self
+            .hot_queue(seq, &stmt, &payload[1..], shard, None)
+            .await?
+        {
             return Ok(());
         }
         let tables = self.tables_of(&stmt, &payload[1..]);
