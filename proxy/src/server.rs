@@ -340,6 +340,7 @@ impl Proxy {
                 crate::frontend::lane::SaleLane::start(
                     h.lane_threads,
                     h.lane_linger_ms,
+                    h.lane_nice,
                     tokio::runtime::Handle::current(),
                 )
                 .map_err(|e| anyhow::anyhow!("hotspot.lane_threads: {e}"))?,

@@ -8,10 +8,11 @@
 //! not one).
 //!
 //! A session moves only between statements and only when it holds nothing connection-bound (no
-//! pinned backend connection, transaction, XA branch or held-back BEGIN). Its client socket stays
-//! registered with the proxy's runtime, whose I/O driver wakes the session on whichever lane it
-//! runs; backend connections are always opened on the proxy's runtime (`backend::pool`), so a
-//! normal session never depends on the sale lane's threads to hear from its server.
+//! pinned backend connection, transaction, XA branch or held-back BEGIN). Its client socket moves
+//! with it (registered with the I/O driver of the runtime it now runs on; a TLS session's socket
+//! stays with the proxy's runtime, whose driver goes on waking it). Backend connections are always
+//! opened on the proxy's runtime (`backend::pool`), so a normal session never depends on the sale
+//! lane's threads to hear from its server; the hot-row queue's workers run on the lane.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -38,11 +39,18 @@ pub struct SaleLane {
 }
 
 impl SaleLane {
-    /// Starts the lane's runtime; `main` is the proxy's own runtime.
-    pub fn start(threads: usize, linger_ms: u64, main: Handle) -> std::io::Result<Self> {
+    /// Starts the lane's runtime, its threads at nice `nice`; `main` is the proxy's own runtime.
+    pub fn start(threads: usize, linger_ms: u64, nice: i32, main: Handle) -> std::io::Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("peakgate-sale")
+            .on_thread_start(move || {
+                // PRIO_PROCESS of "the caller" is the calling thread on Linux. Lowering one's
+                // own priority needs no privilege; if it fails the lane runs at normal priority.
+                if nice > 0 && rustix::process::setpriority_process(None, nice).is_err() {
+                    tracing::warn!(nice, "could not lower the sale lane's priority");
+                }
+            })
             .enable_all()
             .build()?;
         Ok(Self {

@@ -168,29 +168,39 @@ pub async fn serve_client(
     };
     tracing::Span::current().record("user", session.user.as_str());
     debug!("logged in");
-    drive(Box::new(session), guard).await;
+    drive(Box::new(session), guard, false).await;
 }
 
 /// Runs a session on the current runtime until it ends, or until it moves to the other lane
-/// (`lane.rs`): then it goes on in a task there.
+/// (`lane.rs`): then it goes on in a task there. `moved`: it just arrived from the other lane.
 fn drive(
     mut session: Box<Session>,
     guard: ClientGuard,
+    moved: bool,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     use tracing::Instrument;
     Box::pin(async move {
         let shared = session.shared.clone();
+        // A session that ends on the sale lane is counted out of it.
+        let leave = |session: &Session| {
+            if let (lane::Lane::Sale, Some(lane)) = (session.lane, shared.sale_lane.as_ref()) {
+                lane.moved(lane::Lane::Main);
+            }
+        };
+        if moved && let Err(e) = session.client.get_mut().rehome() {
+            debug!(error = %e, "client socket could not move to this lane");
+            leave(&session);
+            return;
+        }
         let moved = session.run().await;
         if let (Some(to), Some(lane)) = (moved, shared.sale_lane.as_ref()) {
             lane.moved(to);
             let span = tracing::Span::current();
             lane.handle(to)
-                .spawn(drive(session, guard).instrument(span));
+                .spawn(drive(session, guard, true).instrument(span));
             return;
         }
-        if let (lane::Lane::Sale, Some(lane)) = (session.lane, shared.sale_lane.as_ref()) {
-            lane.moved(lane::Lane::Main);
-        }
+        leave(&session);
         session.close().await;
         drop(guard);
     })

@@ -17,6 +17,12 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 pub enum ClientStream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<Prefixed>>),
+    /// Only while a plain socket moves to another runtime's I/O driver ([`Self::rehome`]).
+    Moving,
+}
+
+fn moving() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "client socket is moving")
 }
 
 /// A TCP stream that first yields bytes already read from it (a client may send its TLS hello
@@ -70,6 +76,20 @@ impl ClientStream {
     pub fn is_tls(&self) -> bool {
         matches!(self, Self::Tls(_))
     }
+
+    /// Registers a plain socket with the I/O driver of the runtime this runs on (a session that
+    /// moved to another runtime, `frontend::lane`), so that runtime's own threads hear from it.
+    /// A TLS socket stays where it is (it still works: its old driver goes on waking it).
+    pub fn rehome(&mut self) -> io::Result<()> {
+        if !matches!(self, Self::Plain(_)) {
+            return Ok(());
+        }
+        let Self::Plain(s) = std::mem::replace(self, Self::Moving) else {
+            return Ok(());
+        };
+        *self = Self::Plain(TcpStream::from_std(s.into_std()?)?);
+        Ok(())
+    }
 }
 
 impl AsyncRead for ClientStream {
@@ -81,6 +101,7 @@ impl AsyncRead for ClientStream {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Self::Moving => Poll::Ready(Err(moving())),
         }
     }
 }
@@ -94,6 +115,7 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Self::Moving => Poll::Ready(Err(moving())),
         }
     }
 
@@ -101,6 +123,7 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_flush(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Self::Moving => Poll::Ready(Err(moving())),
         }
     }
 
@@ -108,6 +131,7 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Self::Moving => Poll::Ready(Err(moving())),
         }
     }
 }

@@ -59,6 +59,11 @@ pub struct HotspotSettings {
     /// a queued hot-row write, once its last such write is this old. Milliseconds, default 1000.
     #[serde(default = "default_lane_linger_ms")]
     pub lane_linger_ms: u64,
+    /// The sale lane's threads run at this nice value (0-19): when the host's CPUs are all busy,
+    /// the kernel gives the proxy's other threads the larger share, so a sale slows itself before
+    /// it slows normal traffic. Default 10; 0 keeps normal priority.
+    #[serde(default = "default_lane_nice")]
+    pub lane_nice: i32,
 }
 
 /// `[hotspot] queue`: autocommit writes of one hot row wait in one FIFO in the proxy and run in
@@ -123,6 +128,9 @@ fn default_lane_threads() -> usize {
 }
 fn default_lane_linger_ms() -> u64 {
     1_000
+}
+fn default_lane_nice() -> i32 {
+    10
 }
 fn default_move_drain_ms() -> u64 {
     2_000
@@ -229,6 +237,7 @@ impl HotspotSettings {
             move_wait_ms: default_move_wait_ms(),
             lane_threads: default_lane_threads(),
             lane_linger_ms: default_lane_linger_ms(),
+            lane_nice: default_lane_nice(),
         }
     }
 
@@ -237,6 +246,13 @@ impl HotspotSettings {
     pub fn validate(&self) -> Vec<ConfigError> {
         let mut errs = Vec::new();
         let q = &self.queue;
+        if !(0..=19).contains(&self.lane_nice) {
+            errs.push(ConfigError {
+                path: "hotspot.lane_nice".into(),
+                message: format!("{} is out of range (0..=19)", self.lane_nice),
+                line: None,
+            });
+        }
         for (key, bad) in [
             ("queue.queue_max", q.queue_max == 0),
             ("queue.batch_max", q.batch_max == 0 || q.batch_max > 4096),

@@ -10,7 +10,8 @@
 //! this process's runtime and the checkout probe on a runtime of its own, so neither the proxy
 //! nor the probe waits behind the load generator's tasks.
 //!
-//! Knobs: FLASH_SECONDS (20), FLASH_BUYERS (256), FLASH_REPEAT (1), FLASH_ISOLATE (0). With
+//! Knobs: FLASH_SECONDS (20), FLASH_BUYERS (256), FLASH_REPEAT (1), FLASH_LANE (1: the proxies'
+//! `hotspot.lane_threads`; 0 runs the sale's sessions on the proxy's runtime), FLASH_ISOLATE (0). With
 //! FLASH_ISOLATE=1 the buyers' threads and the hot instance's mariadbd run at nice 10: on this
 //! one box that stands in for the sale's clients and the hot instance being other machines, so
 //! the checkout p99 shows what the sale costs normal traffic *in the proxy* (the proxy and the
@@ -81,6 +82,7 @@ async fn run(isolate: bool) -> anyhow::Result<()> {
     let seconds = env("FLASH_SECONDS", 20);
     let buyers = env("FLASH_BUYERS", 256) as usize;
     let repeat = env("FLASH_REPEAT", 1);
+    let lane = env("FLASH_LANE", 1);
     let topo = ensure_topology()?;
     let table = "peakgate_flash_bench";
     let topo = std::fs::read_to_string(&topo)?;
@@ -93,7 +95,9 @@ async fn run(isolate: bool) -> anyhow::Result<()> {
             .replace("admin = \"127.0.0.1:6080\"", "admin = \"127.0.0.1:0\"")
             .replace(
                 "table = \"shop.sku_stock\"",
-                &format!("table = \"shop.{table}\"\nqueue = {{ batch_mode = \"{mode}\" }}"),
+                &format!(
+                    "table = \"shop.{table}\"\nqueue = {{ batch_mode = \"{mode}\" }}\nlane_threads = {lane}"
+                ),
             );
         let (binary, path) = (binary.clone(), dir.join(format!("flash-sale-{mode}.toml")));
         async move {
@@ -187,7 +191,9 @@ async fn run(isolate: bool) -> anyhow::Result<()> {
     if let Some(pid) = hot {
         renice_process(pid, 0)?;
     }
-    println!("flash sale: {buyers} buyers on one SKU, {seconds}s per run, {repeat} run(s) each");
+    println!(
+        "flash sale: {buyers} buyers on one SKU, {seconds}s per run, {repeat} run(s) each; sale lane threads {lane}"
+    );
     if isolate {
         println!(
             "FLASH_ISOLATE=1: buyers and the hot instance at nice {NICE} (standing in for other machines)"
