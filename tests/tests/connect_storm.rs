@@ -15,6 +15,10 @@ use mysql_async::prelude::*;
 use peakgate_tests::{S0_PRIMARY, TestProxy};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The breaker counter belongs to the process, and `cargo test` runs this file's tests as threads
+/// of one process: each test holds this lock and counts only what it added.
+static BREAKER_COUNTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Forwards to the s0 primary; while `stall` is set, new connections are held, never forwarded.
 struct Forwarder {
     addr: std::net::SocketAddr,
@@ -74,8 +78,10 @@ async fn proxy_through(f: &Forwarder) -> anyhow::Result<TestProxy> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timed_out_connects_do_not_fail_statements_a_live_connection_can_serve()
 -> anyhow::Result<()> {
+    let _counter = BREAKER_COUNTER.lock().await;
     let fwd = Forwarder::start(false).await?;
     let proxy = proxy_through(&fwd).await?;
+    let opens0 = proxy.metric("peakgate_breaker_opens_total").await?;
     // One working pooled connection.
     let mut warm = proxy.conn(None).await?;
     let one: Option<i64> = warm.query_first("SELECT 1").await?;
@@ -111,7 +117,7 @@ async fn timed_out_connects_do_not_fail_statements_a_live_connection_can_serve()
         "{} of {clients} statements failed although a live connection could serve them: {failures:?}",
         failures.len()
     );
-    let opens = proxy.metric("peakgate_breaker_opens_total").await?;
+    let opens = proxy.metric("peakgate_breaker_opens_total").await? - opens0;
     assert_eq!(opens, 0.0, "the breaker opened on an instance that is up");
     // Served one after another on the one live connection, well inside pool_wait_timeout_ms.
     assert!(
@@ -124,8 +130,10 @@ async fn timed_out_connects_do_not_fail_statements_a_live_connection_can_serve()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_live_connection_a_timed_out_connect_still_fails_fast() -> anyhow::Result<()> {
+    let _counter = BREAKER_COUNTER.lock().await;
     let fwd = Forwarder::start(true).await?;
     let proxy = proxy_through(&fwd).await?;
+    let opens0 = proxy.metric("peakgate_breaker_opens_total").await?;
     let opts = mysql_async::OptsBuilder::from_opts(proxy.opts(None))
         .max_allowed_packet(Some(16 << 20))
         .wait_timeout(Some(28_800));
@@ -148,7 +156,7 @@ async fn with_no_live_connection_a_timed_out_connect_still_fails_fast() -> anyho
     for _ in 0..3 {
         let _ = c.query_drop("SELECT 1").await;
     }
-    let opens = proxy.metric("peakgate_breaker_opens_total").await?;
+    let opens = proxy.metric("peakgate_breaker_opens_total").await? - opens0;
     assert!(opens >= 1.0, "the breaker never opened");
     c.ping().await?;
     c.disconnect().await?;

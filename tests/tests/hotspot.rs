@@ -526,6 +526,10 @@ async fn kill_mid_sale(batch_mode: &str) -> anyhow::Result<()> {
         "connect_timeout_ms = 500\npool_wait_timeout_ms = 2000",
     );
     let proxy = TestProxy::start_text(&cfg).await?;
+    // The counters belong to the process (`cargo test` runs this file's tests in one): count
+    // this test's own from here.
+    let resolved0 = proxy.metric("peakgate_hot_batches_resolved_total").await?;
+    let merged0 = proxy.metric("peakgate_hot_merged_batches_total").await?;
     let mut p = c.primary.root().await?;
     p.query_drop("CREATE DATABASE shop; CREATE TABLE shop.stock (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL); \
                   INSERT INTO shop.stock VALUES (1001, 100000)")
@@ -583,8 +587,8 @@ async fn kill_mid_sale(batch_mode: &str) -> anyhow::Result<()> {
         .query_first("SELECT stock FROM shop.stock WHERE sku_id = 1001")
         .await?;
     let sold = 100_000 - left.unwrap_or(-1);
-    let resolved = proxy.metric("peakgate_hot_batches_resolved_total").await?;
-    let merged = proxy.metric("peakgate_hot_merged_batches_total").await?;
+    let resolved = proxy.metric("peakgate_hot_batches_resolved_total").await? - resolved0;
+    let merged = proxy.metric("peakgate_hot_merged_batches_total").await? - merged0;
     println!(
         "kill -9 mid-sale ({batch_mode}, {merged} merged batches): {ok} OK decrements, {failed} errors, {sold} sold in the database; \
          {resolved} batches resolved from their marker after the crash"
