@@ -490,7 +490,25 @@ impl HotRows {
         }
     }
 
+    /// A connection to the hot instance, ready for batches. A connect that fails or times out
+    /// (nothing of the batch was sent yet) is tried again for up to `wait_ms`, so a slow connect
+    /// in a storm or a hot instance back after a restart does not fail the batch's clients.
     async fn conn(&self) -> Result<PooledConn, Error> {
+        let give_up = Instant::now() + Duration::from_millis(self.settings.wait_ms);
+        loop {
+            match self.conn_once().await {
+                Err(e @ (Error::Connect { .. } | Error::PoolTimeout { .. }))
+                    if Instant::now() < give_up =>
+                {
+                    debug!(error = %e, "hot instance connect failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn conn_once(&self) -> Result<PooledConn, Error> {
         let mut c = self.pool.get().await?;
         if !c.multi_statements {
             let mut p = vec![COM_SET_OPTION];

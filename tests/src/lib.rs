@@ -282,6 +282,48 @@ impl ProxyProcess {
     }
 }
 
+/// A TCP forwarder to `127.0.0.1:<port>` that, while `stall` is set, holds new connections open
+/// without passing them on (the server never greets): a connect through it times out exactly as
+/// it does when the server or its host is too busy to answer in time. `stalled` counts them.
+pub struct Forwarder {
+    pub addr: SocketAddr,
+    pub stall: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub stalled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Forwarder {
+    pub async fn start(port: u16, stall_from_start: bool) -> anyhow::Result<Self> {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use tokio::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let stall = Arc::new(AtomicBool::new(stall_from_start));
+        let stalled = Arc::new(AtomicUsize::new(0));
+        let (st, sd) = (stall.clone(), stalled.clone());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                if st.load(Ordering::SeqCst) {
+                    sd.fetch_add(1, Ordering::SeqCst);
+                    held.push(client);
+                    continue;
+                }
+                tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(("127.0.0.1", port)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            addr,
+            stall,
+            stalled,
+        })
+    }
+}
+
 /// The addresses of a running `TestProxy`.
 #[derive(Debug, Clone, Copy)]
 pub struct TestProxyAddrs {

@@ -7,54 +7,17 @@
 //! new connections open without passing them on (the server never greets), so a connect times out
 //! exactly as it does when the server or the host is too busy to answer in time.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::*;
-use peakgate_tests::{S0_PRIMARY, TestProxy};
-use tokio::net::{TcpListener, TcpStream};
+use peakgate_tests::{
+    Forwarder, S0_PRIMARY, Scratch, TestProxy, direct, unique_name, use_hot_table,
+};
 
 /// The breaker counter belongs to the process, and `cargo test` runs this file's tests as threads
 /// of one process: each test holds this lock and counts only what it added.
 static BREAKER_COUNTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Forwards to the s0 primary; while `stall` is set, new connections are held, never forwarded.
-struct Forwarder {
-    addr: std::net::SocketAddr,
-    stall: Arc<AtomicBool>,
-    stalled: Arc<AtomicUsize>,
-}
-
-impl Forwarder {
-    async fn start(stall_from_start: bool) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let stall = Arc::new(AtomicBool::new(stall_from_start));
-        let stalled = Arc::new(AtomicUsize::new(0));
-        let (st, sd) = (stall.clone(), stalled.clone());
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((mut client, _)) = listener.accept().await {
-                if st.load(Ordering::SeqCst) {
-                    sd.fetch_add(1, Ordering::SeqCst);
-                    held.push(client);
-                    continue;
-                }
-                tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(("127.0.0.1", S0_PRIMARY)).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        });
-        Ok(Self {
-            addr,
-            stall,
-            stalled,
-        })
-    }
-}
 
 async fn proxy_through(f: &Forwarder) -> anyhow::Result<TestProxy> {
     let addr = f.addr.to_string();
@@ -79,7 +42,7 @@ async fn proxy_through(f: &Forwarder) -> anyhow::Result<TestProxy> {
 async fn timed_out_connects_do_not_fail_statements_a_live_connection_can_serve()
 -> anyhow::Result<()> {
     let _counter = BREAKER_COUNTER.lock().await;
-    let fwd = Forwarder::start(false).await?;
+    let fwd = Forwarder::start(S0_PRIMARY, false).await?;
     let proxy = proxy_through(&fwd).await?;
     let opens0 = proxy.metric("peakgate_breaker_opens_total").await?;
     // One working pooled connection.
@@ -131,7 +94,7 @@ async fn timed_out_connects_do_not_fail_statements_a_live_connection_can_serve()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_live_connection_a_timed_out_connect_still_fails_fast() -> anyhow::Result<()> {
     let _counter = BREAKER_COUNTER.lock().await;
-    let fwd = Forwarder::start(true).await?;
+    let fwd = Forwarder::start(S0_PRIMARY, true).await?;
     let proxy = proxy_through(&fwd).await?;
     let opens0 = proxy.metric("peakgate_breaker_opens_total").await?;
     let opts = mysql_async::OptsBuilder::from_opts(proxy.opts(None))
@@ -160,5 +123,61 @@ async fn with_no_live_connection_a_timed_out_connect_still_fails_fast() -> anyho
     assert!(opens >= 1.0, "the breaker never opened");
     c.ping().await?;
     c.disconnect().await?;
+    Ok(())
+}
+
+/// The hot-row queue opens its connections to the hot instance itself: a connect that fails or
+/// times out (nothing of the batch sent yet) is tried again within `wait_ms` instead of failing
+/// the buyers' statements with "the hot instance failed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hot_row_queue_tries_a_failed_connect_again_within_wait_ms() -> anyhow::Result<()> {
+    const HOT: u16 = 3331;
+    let t = unique_name("it_hot_connect");
+    let _drop = Scratch::hot_table("shop", &t);
+    let mut d = direct(HOT, Some("shop")).await?;
+    d.query_drop(format!(
+        "CREATE TABLE {t} (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)"
+    ))
+    .await?;
+    d.query_drop(format!("INSERT INTO {t} VALUES (1001, 10)"))
+        .await?;
+    // Every connect to the hot instance stalls until told otherwise.
+    let fwd = Forwarder::start(HOT, true).await?;
+    let (addr, table) = (fwd.addr.to_string(), t.clone());
+    let proxy = TestProxy::start_with(move |cfg| {
+        let hot = format!("instance = \"127.0.0.1:{HOT}\"");
+        assert!(cfg.contains(&hot), "{cfg}");
+        *cfg = cfg.replace(&hot, &format!("instance = \"{addr}\""));
+        use_hot_table(cfg, &table, "queue = { wait_ms = 10000 }");
+        *cfg = cfg.replacen("connect_timeout_ms = 2000", "connect_timeout_ms = 300", 1);
+    })
+    .await?;
+    let opts = proxy.opts(Some("shop"));
+    let sql = format!("UPDATE {t} SET stock = stock - 1 WHERE sku_id = 1001 AND stock >= 1");
+    let buyer = tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts).await?;
+        c.query_drop(sql).await?;
+        let rows = c.affected_rows();
+        c.disconnect().await?;
+        anyhow::Ok(rows)
+    });
+    // Let connects time out (300 ms each) a few times, then let them through.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        !buyer.is_finished(),
+        "the statement was answered while the hot instance was unreachable"
+    );
+    fwd.stall.store(false, Ordering::SeqCst);
+    let rows = buyer.await??;
+    assert!(
+        fwd.stalled.load(Ordering::SeqCst) >= 2,
+        "connects were not tried again"
+    );
+    assert_eq!(rows, 1, "the decrement committed once");
+    let stock: Option<i64> = d
+        .query_first(format!("SELECT stock FROM {t} WHERE sku_id = 1001"))
+        .await?;
+    assert_eq!(stock, Some(9));
+    d.disconnect().await?;
     Ok(())
 }
