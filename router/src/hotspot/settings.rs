@@ -61,7 +61,7 @@ pub struct HotspotSettings {
     pub lane_linger_ms: u64,
     /// The sale lane's threads run at this nice value (0-19): when the host's CPUs are all busy,
     /// the kernel gives the proxy's other threads the larger share, so a sale slows itself before
-    /// it slows normal traffic. Default 10; 0 keeps normal priority.
+    /// it slows normal traffic. Default 0 (normal priority).
     #[serde(default = "default_lane_nice")]
     pub lane_nice: i32,
 }
@@ -130,7 +130,7 @@ fn default_lane_linger_ms() -> u64 {
     1_000
 }
 fn default_lane_nice() -> i32 {
-    10
+    0
 }
 fn default_move_drain_ms() -> u64 {
     2_000

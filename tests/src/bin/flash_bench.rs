@@ -11,7 +11,8 @@
 //! nor the probe waits behind the load generator's tasks.
 //!
 //! Knobs: FLASH_SECONDS (20), FLASH_BUYERS (256), FLASH_REPEAT (1), FLASH_LANE (1: the proxies'
-//! `hotspot.lane_threads`; 0 runs the sale's sessions on the proxy's runtime), FLASH_ISOLATE (0). With
+//! `hotspot.lane_threads`; 0 runs the sale's sessions on the proxy's runtime), FLASH_LANE_NICE
+//! (the proxies' `hotspot.lane_nice`, default theirs), FLASH_ISOLATE (0). With
 //! FLASH_ISOLATE=1 the buyers' threads and the hot instance's mariadbd run at nice 10: on this
 //! one box that stands in for the sale's clients and the hot instance being other machines, so
 //! the checkout p99 shows what the sale costs normal traffic *in the proxy* (the proxy and the
@@ -83,6 +84,9 @@ async fn run(isolate: bool) -> anyhow::Result<()> {
     let buyers = env("FLASH_BUYERS", 256) as usize;
     let repeat = env("FLASH_REPEAT", 1);
     let lane = env("FLASH_LANE", 1);
+    let nice = std::env::var("FLASH_LANE_NICE")
+        .ok()
+        .map_or(String::new(), |n| format!("\nlane_nice = {n}"));
     let topo = ensure_topology()?;
     let table = "peakgate_flash_bench";
     let topo = std::fs::read_to_string(&topo)?;
@@ -96,7 +100,7 @@ async fn run(isolate: bool) -> anyhow::Result<()> {
             .replace(
                 "table = \"shop.sku_stock\"",
                 &format!(
-                    "table = \"shop.{table}\"\nqueue = {{ batch_mode = \"{mode}\" }}\nlane_threads = {lane}"
+                    "table = \"shop.{table}\"\nqueue = {{ batch_mode = \"{mode}\" }}\nlane_threads = {lane}{nice}"
                 ),
             );
         let (binary, path) = (binary.clone(), dir.join(format!("flash-sale-{mode}.toml")));
