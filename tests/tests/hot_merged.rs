@@ -9,6 +9,10 @@ use peakgate_tests::{Scratch, TestProxy, direct, sale_proxy, unique_name};
 
 const HOT: u16 = 3331;
 
+/// The queue's counters belong to the process, and `cargo test` runs this file's tests as threads
+/// of one process: each test holds this lock and counts only what its own statements added.
+static COUNTERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A proxy in merged mode on a new hot table (`sku_id` with `key`, `stock`, `sold`) holding `rows`
 /// (`(sku, stock, sold), ...`); the table's name, and the guards that drop it. Waits are long:
 /// these tests count sales, not waits, and 5,000 buyers of a debug build on a busy 2-core machine
@@ -93,7 +97,12 @@ async fn row(t: &str) -> anyhow::Result<(i64, i64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_batches_sell_exactly_the_stock() -> anyhow::Result<()> {
+    let _counters = COUNTERS.lock().await;
     let (proxy, t, _drops) = merged_sale("it_merged", "PRIMARY KEY", "(1001, 1000, 0)").await?;
+    let (batches0, merged0) = (
+        proxy.metric("peakgate_hot_batches_total").await?,
+        proxy.metric("peakgate_hot_merged_batches_total").await?,
+    );
     let buyers: usize = std::env::var("SALE_BUYERS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -104,8 +113,8 @@ async fn merged_batches_sell_exactly_the_stock() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let rows = affected(buy_at_once(&proxy.opts(Some("shop")), vec![sql; buyers]).await?)?;
     let (batches, merged) = (
-        proxy.metric("peakgate_hot_batches_total").await?,
-        proxy.metric("peakgate_hot_merged_batches_total").await?,
+        proxy.metric("peakgate_hot_batches_total").await? - batches0,
+        proxy.metric("peakgate_hot_merged_batches_total").await? - merged0,
     );
     println!(
         "{buyers} buyers in merged mode in {:?}: {batches} batches, {merged} merged, {} statements \
@@ -164,6 +173,7 @@ fn one_by_one(mut stock: i64, n: i64, g: i64, strict: bool, k: usize) -> (usize,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_batches_split_amounts_and_guards_like_one_by_one() -> anyhow::Result<()> {
+    let _counters = COUNTERS.lock().await;
     let (proxy, t, _drops) = merged_sale("it_merged_n", "PRIMARY KEY", "(1001, 0, 0)").await?;
     let opts = proxy.opts(Some("shop"));
     let mut c = proxy.conn(Some("shop")).await?;
@@ -206,6 +216,7 @@ async fn merged_batches_split_amounts_and_guards_like_one_by_one() -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_batch_runs_statement_by_statement() -> anyhow::Result<()> {
+    let _counters = COUNTERS.lock().await;
     let (proxy, t, _drops) = merged_sale("it_merged_mix", "PRIMARY KEY", "(1001, 200, 0)").await?;
     // Amounts 1 and 2 alternate: a batch holds both, so it cannot be merged.
     let amounts: Vec<i64> = (0..300).map(|i| 1 + i % 2).collect();
@@ -247,8 +258,10 @@ async fn a_mixed_batch_runs_statement_by_statement() -> anyhow::Result<()> {
 /// alone, each changing both rows as long as both have stock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_merged_batch_rolls_back_and_runs_each_alone() -> anyhow::Result<()> {
+    let _counters = COUNTERS.lock().await;
     let (proxy, t, _drops) =
         merged_sale("it_merged_two", "NOT NULL", "(1001, 10, 0), (1001, 5, 0)").await?;
+    let merged0 = proxy.metric("peakgate_hot_merged_batches_total").await?;
     let sql = format!("UPDATE {t} SET stock = stock - 1 WHERE sku_id = 1001 AND stock >= 1");
     let rows = affected(buy_at_once(&proxy.opts(Some("shop")), vec![sql; 64]).await?)?;
     let count = |n: u64| rows.iter().filter(|&&r| r == n).count();
@@ -261,7 +274,7 @@ async fn a_failed_merged_batch_rolls_back_and_runs_each_alone() -> anyhow::Resul
     d.disconnect().await?;
     assert_eq!(left, [0, 0]);
     assert!(
-        proxy.metric("peakgate_hot_merged_batches_total").await? >= 1.0,
+        proxy.metric("peakgate_hot_merged_batches_total").await? - merged0 >= 1.0,
         "no batch tried to merge"
     );
     Ok(())
