@@ -159,7 +159,7 @@ impl TestProxy {
         path: &str,
         token: Option<&str>,
     ) -> anyhow::Result<(u16, String)> {
-        admin_http(self.admin, method, path, token).await
+        admin_http(self.admin, method, path, token, "").await
     }
 }
 
@@ -172,20 +172,24 @@ pub fn metric_value(metrics: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// One HTTP request to an admin listener (`Authorization: Bearer <token>` when given); the
-/// status code and the body.
+/// One HTTP request with `body` to an admin listener (`Authorization: Bearer <token>` when
+/// given); the status code and the response body.
 pub async fn admin_http(
     admin: SocketAddr,
     method: &str,
     path: &str,
     token: Option<&str>,
+    body: &str,
 ) -> anyhow::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(admin).await?;
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     s.write_all(
-        format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n")
-            .as_bytes(),
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
     )
     .await?;
     let mut out = String::new();
@@ -265,7 +269,7 @@ impl ProxyProcess {
     /// One unlabelled counter or gauge from the process's `/metrics` (0 when absent).
     pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
         let admin = self.admin.parse()?;
-        let (_, text) = admin_http(admin, "GET", "/metrics", None).await?;
+        let (_, text) = admin_http(admin, "GET", "/metrics", None, "").await?;
         Ok(metric_value(&text, name))
     }
 
@@ -379,6 +383,29 @@ pub fn use_hot_table(cfg: &mut String, table: &str, extra: &str) {
         "table = \"shop.sku_stock\"",
         &format!("table = \"shop.{table}\"\n{extra}"),
     );
+}
+
+/// A stock table of the test's own (`shop.<prefix>_<unique>`, dropped when the guards go) made
+/// through a proxy whose hot table it is (`extra`: more `[hotspot]` keys; `edit`: more config).
+pub async fn proxy_with_stock_table(
+    prefix: &str,
+    extra: &str,
+    edit: impl FnOnce(&mut String),
+) -> anyhow::Result<(String, [Scratch; 2], TestProxy, mysql_async::Conn)> {
+    let t = unique_name(prefix);
+    let guards = [Scratch::table("shop", &t), Scratch::hot_table("shop", &t)];
+    let proxy = TestProxy::start_with(|cfg| {
+        use_hot_table(cfg, &t, extra);
+        edit(cfg);
+    })
+    .await?;
+    let mut c = proxy.conn(Some("shop")).await?;
+    mysql_async::prelude::Queryable::query_drop(
+        &mut c,
+        format!("CREATE TABLE {t} (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)"),
+    )
+    .await?;
+    Ok((t, guards, proxy, c))
 }
 
 /// A proxy for a flash sale on hot table `shop.<table>`, with `[hotspot] queue = { <queue> }` and

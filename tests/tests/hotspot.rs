@@ -4,7 +4,7 @@
 
 use mysql_async::prelude::*;
 use peakgate_tests::{
-    S0_PRIMARY, Scratch, TestProxy, direct, metric_value, unique_name, use_hot_table,
+    S0_PRIMARY, Scratch, TestProxy, direct, metric_value, proxy_with_stock_table, unique_name,
 };
 
 const HOT: u16 = 3331;
@@ -27,28 +27,6 @@ async fn hot_counters(proxy: &TestProxy) -> anyhow::Result<(u64, u64, u64)> {
         metric(&m, "peakgate_hot_batched_statements_total"),
         metric(&m, "peakgate_hot_sold_out_answers_total"),
     ))
-}
-
-/// A stock table of the test's own (`shop.<prefix>_<unique>`, dropped when the guards go) made
-/// through a proxy whose hot table it is (`extra`: more `[hotspot]` keys; `edit`: more config).
-async fn proxy_with_stock_table(
-    prefix: &str,
-    extra: &str,
-    edit: impl FnOnce(&mut String),
-) -> anyhow::Result<(String, [Scratch; 2], TestProxy, mysql_async::Conn)> {
-    let t = unique_name(prefix);
-    let guards = [Scratch::table("shop", &t), Scratch::hot_table("shop", &t)];
-    let proxy = TestProxy::start_with(|cfg| {
-        use_hot_table(cfg, &t, extra);
-        edit(cfg);
-    })
-    .await?;
-    let mut c = proxy.conn(Some("shop")).await?;
-    c.query_drop(format!(
-        "CREATE TABLE {t} (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)"
-    ))
-    .await?;
-    Ok((t, guards, proxy, c))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

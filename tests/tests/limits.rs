@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::*;
-use peakgate_tests::{Scratch, TestProxy, unique_name};
+use peakgate_tests::{Scratch, TestProxy, admin_http, unique_name};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_refuse_limit_queue_and_change_at_run_time() -> anyhow::Result<()> {
@@ -172,29 +172,7 @@ async fn post(
     body: &str,
     token: &str,
 ) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(proxy.admin).await?;
-    s.write_all(
-        format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((
-        code,
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or(out),
-    ))
+    admin_http(proxy.admin, "POST", path, Some(token), body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,19 +8,11 @@
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::*;
-use peakgate_tests::{Scratch, TestProxy, unique_name, use_hot_table};
+use peakgate_tests::{Scratch, TestProxy, proxy_with_stock_table};
 
-/// A proxy whose hot table is a new `shop.<t>` holding SKU 1001 with `stock`, with this lane.
+/// A proxy whose hot table is a new `shop.<t>` holding SKU 1001 with stock 100, with this lane.
 async fn lane_proxy(lane: &str) -> anyhow::Result<(TestProxy, String, [Scratch; 2])> {
-    let t = unique_name("it_lane");
-    let drops = [Scratch::table("shop", &t), Scratch::hot_table("shop", &t)];
-    let (lane, name) = (lane.to_string(), t.clone());
-    let proxy = TestProxy::start_with(move |cfg| use_hot_table(cfg, &name, &lane)).await?;
-    let mut c = proxy.conn(Some("shop")).await?;
-    c.query_drop(format!(
-        "CREATE TABLE {t} (sku_id BIGINT PRIMARY KEY, stock INT NOT NULL)"
-    ))
-    .await?;
+    let (t, drops, proxy, mut c) = proxy_with_stock_table("it_lane", lane, |_| {}).await?;
     c.query_drop(format!(
         "INSERT INTO {t} (sku_id, stock) VALUES (1001, 100)"
     ))
