@@ -84,6 +84,43 @@ impl Node {
         Ok(())
     }
 
+    /// Waits until this node's own server answers. A free port can be taken between choosing it
+    /// and the server binding it (by another cluster's server, which would then answer here):
+    /// a server that exits or a port answered by another server id moves this node to a new port.
+    async fn ready(&mut self) -> anyhow::Result<()> {
+        for _ in 0..3 {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mine = loop {
+                if let Some(c) = self.child.as_mut()
+                    && c.try_wait()?.is_some()
+                {
+                    self.child = None;
+                    break false;
+                }
+                if let Ok(mut c) = root_conn(self.port).await {
+                    let id: Option<u32> = c.query_first("SELECT @@server_id").await?;
+                    let _ = c.disconnect().await;
+                    break id == Some(u32::from(self.port));
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "mariadbd on port {} did not accept connections within 60 s",
+                        self.port
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            if mine {
+                return Ok(());
+            }
+            self.kill9();
+            self.port = free_port()?;
+            write_cnf(self, self.role != "primary")?;
+            self.spawn()?;
+        }
+        bail!("mariadbd for {} found no free port in 3 tries", self.role)
+    }
+
     /// Starts the server again after `kill9` (its data directory is kept, replication resumes).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.spawn()?;
@@ -176,14 +213,17 @@ impl Cluster {
         for n in reps.iter_mut().chain(rpts.iter_mut()) {
             n.spawn()?;
         }
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             primary,
             replicas: reps,
             reporting: rpts,
             dir,
         };
-        for n in cluster.all() {
-            wait_ready(n.port).await?;
+        for n in std::iter::once(&mut cluster.primary)
+            .chain(cluster.replicas.iter_mut())
+            .chain(cluster.reporting.iter_mut())
+        {
+            n.ready().await?;
         }
         let mut p = cluster.primary.root().await?;
         p.query_drop(format!(
@@ -205,12 +245,6 @@ impl Cluster {
         }
         cluster.sync().await?;
         Ok(cluster)
-    }
-
-    fn all(&self) -> impl Iterator<Item = &Node> {
-        std::iter::once(&self.primary)
-            .chain(&self.replicas)
-            .chain(&self.reporting)
     }
 
     /// Waits until every running replica has applied everything the primary has written.
@@ -330,10 +364,19 @@ fn whoami() -> String {
         .unwrap_or_else(|| "root".into())
 }
 
-/// A port nobody listens on now.
+/// A port nobody listens on now and that this process has not handed out before (the kernel
+/// may offer a just-released port again, so two nodes of one cluster could get the same one).
 fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
 }
 
 async fn root_conn(port: u16) -> anyhow::Result<mysql_async::Conn> {
