@@ -246,3 +246,49 @@ async fn a_lost_user_lock_is_reported() -> anyhow::Result<()> {
     p.disconnect().await?;
     Ok(())
 }
+
+/// A ROLLBACK that is the first to find the transaction's connection dead answers OK: the server
+/// rolled the transaction back when the connection died, which is what ROLLBACK asks for (it got
+/// ERR 2013 "lost connection ... may not have run"). COMMIT and ROLLBACK TO SAVEPOINT in that
+/// position still get an error: neither what they ask for happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_on_a_dead_connection_is_ok() -> anyhow::Result<()> {
+    let (db, _scratch) = setup("it_lost_rollback").await?;
+    let proxy = TestProxy::start().await?;
+    let mut p = proxy.conn(Some(&db)).await?;
+
+    p.query_drop("BEGIN").await?;
+    p.query_drop("INSERT INTO t VALUES (1)").await?;
+    kill_backend(&mut p, &db).await?;
+    p.query_drop("ROLLBACK").await?;
+    p.query_drop("INSERT INTO t VALUES (2)").await?;
+    assert_eq!(
+        committed(&db).await?,
+        vec![2],
+        "rolled back, then autocommit"
+    );
+
+    p.query_drop("BEGIN").await?;
+    p.query_drop("INSERT INTO t VALUES (3)").await?;
+    p.query_drop("SAVEPOINT s").await?;
+    kill_backend(&mut p, &db).await?;
+    let e = server_error(
+        p.query_drop("ROLLBACK TO SAVEPOINT s").await,
+        "ROLLBACK TO SAVEPOINT on the dead connection",
+    );
+    assert_ne!(e.code, 0, "{e:?}");
+    p.query_drop("ROLLBACK").await?;
+
+    p.query_drop("BEGIN").await?;
+    p.query_drop("INSERT INTO t VALUES (4)").await?;
+    kill_backend(&mut p, &db).await?;
+    server_error(
+        p.query_drop("COMMIT").await,
+        "COMMIT on the dead connection",
+    );
+    assert_eq!(committed(&db).await?, vec![2], "nothing more committed");
+    p.query_drop("INSERT INTO t VALUES (5)").await?;
+    assert_eq!(committed(&db).await?, vec![2, 5]);
+    p.disconnect().await?;
+    Ok(())
+}

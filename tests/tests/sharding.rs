@@ -7,7 +7,8 @@
 
 use mysql_async::prelude::*;
 use peakgate_tests::{
-    S0_PRIMARY, S1_PRIMARY, TestProxy, direct, map_to_db, members_on_both_shards, unique_name,
+    S0_PRIMARY, S1_PRIMARY, ShardedScratch, TestProxy, direct, map_to_db, members_on_both_shards,
+    unique_name,
 };
 
 /// A small deterministic generator (the seed is printed on failure).
@@ -648,4 +649,147 @@ async fn scatter_reads_run_on_the_replicas_and_see_the_sessions_writes() -> anyh
     .await;
     let _ = p.query_drop(format!("DROP DATABASE IF EXISTS {db}")).await;
     result
+}
+
+/// A proxy with the topology's map moved to a new database (reads on the primaries), a client
+/// in that database with `members` created and members 1..=20 inserted, and the members that
+/// live on s0 and on s1. The scratch drops the database.
+async fn members_proxy(
+    prefix: &str,
+) -> anyhow::Result<(
+    String,
+    ShardedScratch,
+    TestProxy,
+    mysql_async::Conn,
+    (i64, i64),
+)> {
+    let db = unique_name(prefix);
+    let scratch = ShardedScratch(db.clone());
+    let proxy = TestProxy::start_with(|cfg| {
+        *cfg = map_to_db(cfg, &db);
+        *cfg = cfg.replace("[routing]", "[routing]\nreplica_reads = false");
+    })
+    .await?;
+    let mut p = proxy.conn(None).await?;
+    p.query_drop(format!("CREATE DATABASE {db}")).await?;
+    p.query_drop(format!("USE {db}")).await?;
+    p.query_drop(SCHEMA[0]).await?;
+    let members = members_on_both_shards(&mut p, &db).await?;
+    Ok((db, scratch, proxy, p, members))
+}
+
+/// A prepared statement's unqualified tables are the ones of the database it was prepared in,
+/// also after the session changed database (MariaDB resolves them at prepare time): single-shard
+/// reads and writes and a scatter read route by that database's map.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_route_in_their_database_after_use() -> anyhow::Result<()> {
+    let (db, _scratch, _proxy, mut p, (a, b)) = members_proxy("it_shard_ps_db").await?;
+    let select = p
+        .prep("SELECT name FROM members WHERE member_id = ?")
+        .await?;
+    let insert = p
+        .prep("INSERT INTO members (member_id, name, tier) VALUES (?, ?, 1)")
+        .await?;
+    let count = p
+        .prep("SELECT COUNT(*) FROM members WHERE tier >= ?")
+        .await?;
+    p.query_drop("USE information_schema").await?;
+    for m in [a, b] {
+        let name: Option<String> = p.exec_first(&select, (m,)).await?;
+        anyhow::ensure!(name == Some(format!("m{m}")), "member {m}: {name:?}");
+    }
+    let n: Option<i64> = p.exec_first(&count, (0,)).await?;
+    anyhow::ensure!(n == Some(20), "count over both shards after USE: {n:?}");
+    // New members land on their own shard: each shows up on exactly one primary, and both
+    // primaries get some.
+    let mut shards_hit = [0, 0];
+    for m in 101..=110i64 {
+        p.exec_drop(&insert, (m, format!("n{m}"))).await?;
+        let mut on = Vec::new();
+        for (i, port) in [S0_PRIMARY, S1_PRIMARY].into_iter().enumerate() {
+            let mut d = direct(port, Some(&db)).await?;
+            let found: Option<i64> = d
+                .exec_first("SELECT COUNT(*) FROM members WHERE member_id = ?", (m,))
+                .await?;
+            d.disconnect().await?;
+            if found == Some(1) {
+                on.push(i);
+                shards_hit[i] += 1;
+            }
+        }
+        anyhow::ensure!(on.len() == 1, "member {m} stored on shards {on:?}");
+        let name: Option<String> = p.exec_first(&select, (m,)).await?;
+        anyhow::ensure!(
+            name == Some(format!("n{m}")),
+            "member {m} read back: {name:?}"
+        );
+    }
+    anyhow::ensure!(
+        shards_hit[0] > 0 && shards_hit[1] > 0,
+        "the new members landed on one shard only: {shards_hit:?}"
+    );
+    // A prepared statement runs in the database it was prepared in, as on the server:
+    // DATABASE() in it answers that one, whatever the session's current database.
+    let now = p.prep("SELECT DATABASE()").await?;
+    p.query_drop(format!("USE {db}")).await?;
+    let d: Option<String> = p.exec_first(&now, ()).await?;
+    anyhow::ensure!(
+        d.as_deref() == Some("information_schema"),
+        "DATABASE(): {d:?}"
+    );
+    let d: Option<String> = p.query_first("SELECT DATABASE()").await?;
+    anyhow::ensure!(
+        d.as_deref() == Some(db.as_str()),
+        "DATABASE() as text: {d:?}"
+    );
+    Ok(())
+}
+
+/// A parameter sent with COM_STMT_SEND_LONG_DATA has no bytes in the COM_STMT_EXECUTE packet:
+/// the shard key after it is read correctly (it was misread, and the statement refused), and the
+/// long data counts as the parameter's value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_data_parameter_before_the_shard_key() -> anyhow::Result<()> {
+    use peakgate_tests::raw::{Answer, COM_STMT_EXECUTE, RawConn};
+    let (db, _scratch, proxy, _p, (a, b)) = members_proxy("it_shard_long").await?;
+    let mut c = RawConn::login(proxy.mysql, "shop", "shop", Some(&db)).await?;
+    let st = c
+        .prepare("SELECT member_id FROM members WHERE name = ? AND member_id = ?")
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    for m in [a, b] {
+        // Parameter 0 (the name) as long data, in two pieces.
+        let name = format!("m{m}");
+        let (first, rest) = name.split_at(1);
+        for piece in [first, rest] {
+            let mut ld = vec![0x18];
+            ld.extend_from_slice(&st.id.to_le_bytes());
+            ld.extend_from_slice(&0u16.to_le_bytes());
+            ld.extend_from_slice(piece.as_bytes());
+            c.write_packet(0, &ld).await?;
+        }
+        let mut ex = vec![COM_STMT_EXECUTE];
+        ex.extend_from_slice(&st.id.to_le_bytes());
+        ex.push(0);
+        ex.extend_from_slice(&1u32.to_le_bytes());
+        ex.push(0); // NULL bitmap
+        ex.push(1); // types follow
+        ex.extend_from_slice(&[0xfe, 0, 0x08, 0]);
+        ex.extend_from_slice(&m.to_le_bytes()); // only parameter 1 has bytes here
+        match c.command(&ex).await? {
+            Answer::Rows(rows) => {
+                // Binary row: 0x00, a one-byte NULL bitmap, the BIGINT.
+                let [row] = rows.as_slice() else {
+                    anyhow::bail!("member {m}: rows {rows:02x?}")
+                };
+                anyhow::ensure!(
+                    row.get(2..10) == Some(&m.to_le_bytes()[..]),
+                    "member {m}: row {row:02x?}"
+                );
+            }
+            other => anyhow::bail!("member {m}: {other:?}"),
+        }
+    }
+    c.quit().await?;
+    Ok(())
 }

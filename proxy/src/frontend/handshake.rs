@@ -83,6 +83,7 @@ impl LoggedIn {
             statement_failed: false,
             statement_rows: 0,
             hot_sku: None,
+            exec_db: None,
             lane: super::lane::Lane::Main,
             hot_written: false,
             last_hot_write: None,

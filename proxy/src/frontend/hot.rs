@@ -140,7 +140,7 @@ impl Session {
         };
         let keys = HotKeys {
             hot,
-            schema: self.state.schema.as_deref(),
+            schema: self.names_db(),
         };
         let Ok(a) = analyze(text, &keys) else {
             return Ok(None);

@@ -99,6 +99,10 @@ fn is_plain_rollback(stmt: &Statement) -> bool {
         && !stmt.multi
         && !stmt.digest_text.contains("chain")
         && !stmt.digest_text.contains("release")
+        && !stmt
+            .digest_text
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .any(|w| w.eq_ignore_ascii_case("to"))
 }
 
 impl Session {
@@ -114,6 +118,14 @@ impl Session {
             self.lost = Some(what);
         }
         self.pins = Pins::default();
+    }
+
+    /// Whether `stmt`, whose backend connection just died under it (`after_lost_backend` ran),
+    /// is a plain ROLLBACK and the session lost nothing but the transaction: the server rolled
+    /// the transaction back when the connection went, which is what the client asked for, so the
+    /// answer is OK (not "lost connection, the statement may not have run").
+    pub(super) fn rolled_back_by_loss(&self, stmt: Option<(&Statement, &[u8])>) -> bool {
+        self.lost.is_none() && self.xa.is_none() && stmt.is_some_and(|(s, _)| is_plain_rollback(s))
     }
 
     /// The transaction the client began could not be opened on the backend (the held-back BEGIN
@@ -189,6 +201,24 @@ mod tests {
             "SELECT @@autocommit",
         ] {
             assert!(!sets_autocommit_on(sql.as_bytes()), "{sql}");
+        }
+    }
+
+    #[test]
+    fn plain_rollbacks() {
+        for sql in ["ROLLBACK", "rollback work", "ROLLBACK /* x */", "ROLLBACK;"] {
+            assert!(is_plain_rollback(&classify(sql)), "{sql}");
+        }
+        for sql in [
+            "ROLLBACK TO SAVEPOINT s",
+            "ROLLBACK WORK TO s",
+            "rollback to `to`",
+            "ROLLBACK AND CHAIN",
+            "ROLLBACK RELEASE",
+            "XA ROLLBACK 'x'",
+            "COMMIT",
+        ] {
+            assert!(!is_plain_rollback(&classify(sql)), "{sql}");
         }
     }
 

@@ -114,6 +114,9 @@ pub struct Session {
     statement_rows: u64,
     /// The one hot SKU the running statement is about (set by the hot-SKU decision).
     hot_sku: Option<u64>,
+    /// While a prepared statement executes: the database it was prepared in, where its
+    /// unqualified table names live (MariaDB resolves them at prepare time).
+    exec_db: Option<Arc<str>>,
     /// The runtime the session runs on (`lane.rs`).
     lane: lane::Lane,
     /// The running statement went through the hot-row queue.
@@ -446,6 +449,12 @@ impl Session {
         }
         self.stmts.clear();
         self.multi_statements = self.caps & CLIENT_MULTI_STATEMENTS != 0;
+    }
+
+    /// The database the running statement's unqualified table names are in, for routing: a
+    /// prepared statement's own while it executes, otherwise the session's current one.
+    pub(super) fn names_db(&self) -> Option<&str> {
+        self.exec_db.as_deref().or(self.state.schema.as_deref())
     }
 
     async fn close(&mut self) {

@@ -100,6 +100,16 @@ impl Session {
         seq: u8,
         payload: &[u8],
     ) -> Result<(), protocol::Error> {
+        self.exec_db = command_stmt_id(payload)
+            .ok()
+            .and_then(|id| self.stmts.get(&id))
+            .and_then(|ps| ps.schema.clone());
+        let res = self.execute_prepared(seq, payload).await;
+        self.exec_db = None;
+        res
+    }
+
+    async fn execute_prepared(&mut self, seq: u8, payload: &[u8]) -> Result<(), protocol::Error> {
         let bad_args =
             ClientError::new(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute");
         let Ok(id) = command_stmt_id(payload) else {
@@ -164,13 +174,7 @@ impl Session {
         let cursor = ex.flags & CURSOR_FLAGS != 0;
         let params: Vec<ParamValue> = match &ps.types {
             Some(types) if !self.shared.shard_map().is_empty() || self.shared.hot.is_some() => {
-                let mut v = param_values(payload, ps.num_params, types).unwrap_or_default();
-                for p in long_data.keys() {
-                    if let Some(x) = v.get_mut(usize::from(*p)) {
-                        *x = ParamValue::Other;
-                    }
-                }
-                v
+                param_values(payload, ps.num_params, types, &long_data).unwrap_or_default()
             }
             _ => Vec::new(),
         };

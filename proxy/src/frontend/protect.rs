@@ -50,7 +50,7 @@ impl Session {
         let hints: Vec<(&str, &str)> = route_hint.into_iter().chain(shard_hint).collect();
         let q = Query {
             user: &self.user,
-            schema: self.state.schema.as_deref(),
+            schema: self.exec_db.as_deref().or(self.state.schema.as_deref()),
             tables: &names,
             kind: stmt.kind,
             digest: stmt.digest,

@@ -221,6 +221,9 @@ impl Session {
         if let Err(e) = conn.send_command(payload).await {
             drop(conn);
             self.after_lost_backend(stmt_sql);
+            if self.rolled_back_by_loss(stmt_sql) {
+                return self.send_ok(seq).await.map(|()| Relayed::Done);
+            }
             if let Some((route, attempt)) = retry
                 && self.should_retry(route, &e, attempt)
             {
@@ -264,6 +267,10 @@ impl Session {
             Err(e) => {
                 drop(conn);
                 self.after_lost_backend(stmt_sql);
+                if !e.flushed && self.rolled_back_by_loss(stmt_sql) {
+                    self.client.truncate_write(mark);
+                    return self.send_ok(seq).await.map(|()| Relayed::Done);
+                }
                 if !e.flushed
                     && let Some((route, attempt)) = retry
                     && self.should_retry(route, &e.source, attempt)

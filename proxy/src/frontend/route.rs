@@ -228,7 +228,7 @@ impl Session {
             // One shared empty list: `Arc::default()` would allocate for every statement.
             return self.shared.no_tables.clone();
         }
-        let schema = self.state.schema.as_deref();
+        let schema = self.names_db();
         let key = (stmt.digest, schema_key(schema));
         if let Some(t) = self.shared.cached_tables(key) {
             return t;

@@ -125,14 +125,11 @@ impl Session {
         };
         // Most statements name no table of the map, which is known per digest after the first
         // time: settle that before copying the schema name for the analysis.
-        let touch_key = (
-            stmt.digest,
-            super::route::schema_key(self.state.schema.as_deref()),
-        );
+        let touch_key = (stmt.digest, super::route::schema_key(self.names_db()));
         if shared.touches_map(touch_key) == Some(false) {
             return Ok(ShardDecision::One(pinned_shard.unwrap_or(default)));
         }
-        let schema = self.state.schema.clone();
+        let schema = self.names_db().map(str::to_string);
         let keys = MapKeys {
             map,
             schema: schema.as_deref(),
@@ -150,10 +147,7 @@ impl Session {
                 ParamValue::Int(v) => Some(KeyValue::Int(*v)),
                 ParamValue::UInt(v) => Some(KeyValue::UInt(*v)),
                 ParamValue::Bytes(b) => Some(KeyValue::Bytes(b)),
-                ParamValue::Null
-                | ParamValue::Double(_)
-                | ParamValue::Temporal(_)
-                | ParamValue::Other => None,
+                ParamValue::Null | ParamValue::Double(_) | ParamValue::Temporal(_) => None,
             }
         };
         let plan = match shard_plan(&analysis, &keys, &param) {
@@ -229,12 +223,21 @@ impl Session {
                 1235,
                 "42000",
                 "a prepared statement that runs on several shards (or needs generated ids) cannot carry \
-                 parameters sent with COM_STMT_SEND_LONG_DATA or non-finite floats; send it as text, or give the shard key",
+                 non-finite floats; send it as text, or give the shard key",
             );
             self.send_error(seq, &e).await;
             return Ok(ShardDecision::Answered);
         };
-        self.run_on_shards(seq, filled, &a, &p, stmt, true).await?;
+        // Its text runs in the database it was prepared in (the session's is put back after).
+        let current = self
+            .exec_db
+            .as_ref()
+            .map(|db| self.state.schema.replace(db.to_string()));
+        let res = self.run_on_shards(seq, filled, &a, &p, stmt, true).await;
+        if let Some(db) = current {
+            self.state.schema = db;
+        }
+        res?;
         Ok(ShardDecision::Answered)
     }
 
@@ -503,7 +506,7 @@ impl Session {
     ) -> Result<(Vec<(ShardIdx, String)>, u64), ClientError> {
         let map_arc = self.shared.shard_map();
         let map = &*map_arc;
-        let schema = self.state.schema.as_deref();
+        let schema = self.names_db();
         let t = &a.tables[ins.table];
         let rule = map
             .table(t.schema.as_deref().or(schema), &t.name)

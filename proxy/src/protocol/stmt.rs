@@ -1,5 +1,7 @@
 //! Prepared-statement packets: the PREPARE answer, and EXECUTE rewriting (statement id, parameter types).
 
+use std::collections::BTreeMap;
+
 use super::codec::Reader;
 use super::{Error, Result};
 
@@ -191,12 +193,10 @@ pub enum ParamValue {
     Double(f64),
     /// DATE, DATETIME, TIMESTAMP or TIME, as MariaDB's text form (`2026-11-26 10:00:00.5`).
     Temporal(String),
-    /// Data sent with SEND_LONG_DATA (not read here).
-    Other,
 }
 
 impl ParamValue {
-    /// The value as an SQL literal; `None` for `Other`.
+    /// The value as an SQL literal; `None` for a non-finite float.
     pub fn literal(&self) -> Option<String> {
         Some(match self {
             ParamValue::Null => "NULL".to_string(),
@@ -211,7 +211,6 @@ impl ParamValue {
             ParamValue::Double(v) if v.is_finite() => format!("{v:e}"),
             ParamValue::Double(_) => return None,
             ParamValue::Temporal(t) => format!("'{t}'"),
-            ParamValue::Other => return None,
         })
     }
 }
@@ -271,7 +270,14 @@ fn temporal_text(b: &[u8], time: bool) -> String {
 
 /// Decodes the parameter values of COM_STMT_EXECUTE (command byte included) with `types` (2
 /// bytes per parameter: type, and 0x80 for unsigned), the ones the client sent now or earlier.
-pub fn param_values(payload: &[u8], num_params: u16, types: &[u8]) -> Result<Vec<ParamValue>> {
+/// A parameter in `long_data` (sent with COM_STMT_SEND_LONG_DATA) has no value in the packet,
+/// whatever its NULL bit says (the server reads it so too): it is that data, as bytes.
+pub fn param_values(
+    payload: &[u8],
+    num_params: u16,
+    types: &[u8],
+    long_data: &BTreeMap<u16, Vec<u8>>,
+) -> Result<Vec<ParamValue>> {
     let n = usize::from(num_params);
     let mut r = Reader::new(payload);
     r.take(10)?;
@@ -287,6 +293,10 @@ pub fn param_values(payload: &[u8], num_params: u16, types: &[u8]) -> Result<Vec
     }
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
+        if let Some(data) = u16::try_from(i).ok().and_then(|i| long_data.get(&i)) {
+            out.push(ParamValue::Bytes(data.clone()));
+            continue;
+        }
         if nulls[i / 8] & (1 << (i % 8)) != 0 {
             out.push(ParamValue::Null);
             continue;
@@ -360,10 +370,9 @@ mod interpolate_tests {
                  AND c = 2.5e-1 AND d = '2026-11-26 10:00:00'"
             )
         );
-        // Too few or too many parameters, long data, non-finite floats: no text.
+        // Too few or too many parameters, non-finite floats: no text.
         assert_eq!(interpolate(sql, &params[..4]), None);
         assert_eq!(interpolate("SELECT 1", &params[..1]), None);
-        assert_eq!(interpolate("SELECT ?", &[ParamValue::Other]), None);
         assert_eq!(
             interpolate("SELECT ?", &[ParamValue::Double(f64::NAN)]),
             None
@@ -372,6 +381,35 @@ mod interpolate_tests {
             interpolate("SELECT ?", &[ParamValue::Bytes(b"a\\b".to_vec())]).as_deref(),
             Some("SELECT X'615c62'")
         );
+    }
+
+    #[test]
+    fn long_data_parameters_have_no_bytes_in_the_execute_packet() {
+        // Three parameters: a LONGLONG, a string sent as long data, a LONGLONG; the packet holds
+        // only the first and the third (after header, NULL bitmap, types).
+        let types = [0x08, 0, 0xfe, 0, 0x08, 0];
+        let packet = |nulls: u8| {
+            let mut p = vec![0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, nulls, 1];
+            p.extend_from_slice(&types);
+            p.extend_from_slice(&7i64.to_le_bytes());
+            p.extend_from_slice(&42i64.to_le_bytes());
+            p
+        };
+        let long = BTreeMap::from([(1u16, b"long text".to_vec())]);
+        let want = vec![
+            ParamValue::Int(7),
+            ParamValue::Bytes(b"long text".to_vec()),
+            ParamValue::Int(42),
+        ];
+        assert_eq!(param_values(&packet(0), 3, &types, &long).unwrap(), want);
+        // The long data counts even with the parameter's NULL bit set (as on the server).
+        assert_eq!(
+            param_values(&packet(0b010), 3, &types, &long).unwrap(),
+            want
+        );
+        // Read without knowing about the long data, the string would take the third value's
+        // bytes (and here run past the packet).
+        assert!(param_values(&packet(0), 3, &types, &BTreeMap::new()).is_err());
     }
 
     #[test]
