@@ -149,8 +149,13 @@ pub struct BackendSettings {
     pub breaker_open_ms: u64,
     /// Shared (pipelined) connections per instance and capability variant for independent
     /// autocommit reads; 0 turns pipelining off. See docs/protocol.md.
-    #[serde(default)]
+    #[serde(default = "default_pipeline_connections")]
     pub pipeline_connections: usize,
+    /// A shared connection whose oldest unanswered command has waited longer than this (a slow
+    /// read runs) takes no new statements until it catches up: they go to another shared
+    /// connection or the pool, so a slow read delays only what was queued behind it meanwhile.
+    #[serde(default = "default_pipeline_stall")]
+    pub pipeline_stall_ms: u64,
     /// Unix sockets of instances on the proxy's own host, by instance address
     /// (`"127.0.0.1:3311" = "/run/mysqld/mysqld.sock"`): the proxy's pooled, pipelined and
     /// KILL connections to them go over the socket instead of TCP (the monitor's stay on TCP).
@@ -158,6 +163,12 @@ pub struct BackendSettings {
     pub sockets: std::collections::BTreeMap<String, String>,
 }
 
+fn default_pipeline_connections() -> usize {
+    1
+}
+fn default_pipeline_stall() -> u64 {
+    5
+}
 fn default_breaker_failures() -> u32 {
     5
 }

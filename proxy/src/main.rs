@@ -17,7 +17,9 @@ struct Cli {
     /// Log filter (tracing EnvFilter syntax); RUST_LOG overrides it.
     #[arg(long, default_value = "info")]
     log: String,
-    /// Tokio worker threads (default: one per core).
+    /// Tokio worker threads (default: half the cores, at least one). Most of a proxy's work is
+    /// the kernel's (socket sends and receives); fewer, busier threads sleep and wake less, and
+    /// leave cores to the database and the kernel on a shared host (docs/benchmarks.md).
     #[arg(long)]
     threads: Option<usize>,
     #[command(subcommand)]
@@ -92,9 +94,7 @@ fn main() -> anyhow::Result<()> {
     let cfg = Config::load(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
-    if let Some(n) = cli.threads {
-        rt.worker_threads(n);
-    }
+    rt.worker_threads(cli.threads.unwrap_or_else(default_threads).max(1));
     rt.build()?.block_on(async move {
         let proxy = Proxy::bind(cfg).await?;
         let shared = proxy.shared();
@@ -119,6 +119,11 @@ fn main() -> anyhow::Result<()> {
         });
         proxy.serve(rx).await
     })
+}
+
+/// Half the cores the process may run on, at least one.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 /// `peakgate shard-of`: prints the shard of `key` in `table`, then how it was derived.

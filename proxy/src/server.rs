@@ -132,6 +132,7 @@ impl Shared {
             .or_insert_with(|| {
                 Arc::new(crate::backend::pipeline::Pipeline::new(
                     self.config.backend.pipeline_connections,
+                    std::time::Duration::from_millis(self.config.backend.pipeline_stall_ms),
                 ))
             })
             .clone()

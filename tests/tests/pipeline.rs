@@ -155,3 +155,66 @@ async fn prepared_reads_are_pipelined_per_database_and_parameters() -> anyhow::R
     );
     Ok(())
 }
+
+/// How many of 8 quick reads, sent one after another by 8 other clients while a `SLEEP(2)` runs
+/// on the proxy's only shared connection, were answered before the sleep ended.
+async fn quick_reads_beside_a_slow_one(stall_ms: u64) -> anyhow::Result<usize> {
+    let proxy = TestProxy::start_with(|t| {
+        *t = t.replacen(
+            "[backend]",
+            &format!("[backend]\npipeline_connections = 1\npipeline_stall_ms = {stall_ms}"),
+            1,
+        );
+    })
+    .await?;
+    let mut slow = proxy.conn(Some("shop")).await?;
+    let mut quick = Vec::new();
+    for _ in 0..8 {
+        quick.push(proxy.conn(Some("shop")).await?);
+    }
+    // Until the shared connection is open (the first reads open it in the background).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let open = |m: String| {
+        m.lines()
+            .filter(|l| l.starts_with("peakgate_pipeline_connections{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    while open(proxy.admin_get("/metrics").await?) < 1.0 {
+        slow.query_drop("SELECT 1").await?;
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no shared connection");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let sleeper = tokio::spawn(async move {
+        let r: Option<i64> = slow.query_first("SELECT SLEEP(2)").await?;
+        anyhow::ensure!(r == Some(0), "SLEEP answered {r:?}");
+        anyhow::Ok(std::time::Instant::now())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut answered = Vec::new();
+    for (i, c) in quick.iter_mut().enumerate() {
+        let v: Option<usize> = c.query_first(format!("SELECT {i}")).await?;
+        anyhow::ensure!(v == Some(i), "client {i} got {v:?}");
+        answered.push(std::time::Instant::now());
+    }
+    let slept = sleeper.await??;
+    Ok(answered.iter().filter(|t| **t < slept).count())
+}
+
+/// A slow read on a shared connection holds up only what was queued behind it before
+/// `pipeline_stall_ms` passed: later reads go to the pool. With the guard out of reach (an hour),
+/// the same reads all wait for the slow one, which shows they would have queued behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_read_stalls_only_what_queued_before_the_guard() -> anyhow::Result<()> {
+    let guarded = quick_reads_beside_a_slow_one(5).await?;
+    assert_eq!(
+        guarded, 8,
+        "quick reads answered during the slow one, guard on"
+    );
+    let unguarded = quick_reads_beside_a_slow_one(3_600_000).await?;
+    assert_eq!(
+        unguarded, 0,
+        "quick reads answered during the slow one, guard off"
+    );
+    Ok(())
+}

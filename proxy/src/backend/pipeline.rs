@@ -50,6 +50,8 @@ pub enum Answer {
 
 struct Waiter {
     tx: mpsc::Sender<Answer>,
+    /// When the command was queued.
+    queued: std::time::Instant,
     client_caps: u32,
     init_db: bool,
     /// The command is a COM_STMT_PREPARE (its answer is kept by the proxy, not relayed).
@@ -81,6 +83,8 @@ struct WriteSide {
     /// The database the connection will be in after the pending commands.
     schema: Option<String>,
     flushing: bool,
+    /// When the command whose answer the reader is reading now was queued.
+    answering: Option<std::time::Instant>,
 }
 
 /// Flush chunks to the session at this size.
@@ -106,6 +110,7 @@ impl PipeConn {
                 waiters: VecDeque::new(),
                 schema: state.schema.clone(),
                 flushing: false,
+                answering: None,
             }),
             writer: tokio::sync::Mutex::new(w),
             waiters_changed: Notify::new(),
@@ -119,6 +124,19 @@ impl PipeConn {
 
     pub fn is_broken(&self) -> bool {
         self.broken.load(Ordering::Acquire)
+    }
+
+    /// Whether the oldest command still unanswered (the one whose answer is being read, else the
+    /// first queued) was queued longer than `stall` ago: a slow read is running, and whatever is
+    /// queued now waits behind it.
+    fn stalled(&self, stall: std::time::Duration) -> bool {
+        let w = self
+            .write
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        w.answering
+            .or_else(|| w.waiters.front().map(|f| f.queued))
+            .is_some_and(|t| t.elapsed() > stall)
     }
 
     fn lost(&self) -> Error {
@@ -181,6 +199,7 @@ impl PipeConn {
             frame_into(&mut w.pending, 0, payload);
             w.waiters.push_back(Waiter {
                 tx,
+                queued: std::time::Instant::now(),
                 client_caps,
                 init_db,
                 prepare,
@@ -333,12 +352,15 @@ async fn reader(
             if pipe.is_broken() {
                 return;
             }
-            let front = pipe
-                .write
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .waiters
-                .pop_front();
+            let front = {
+                let mut w = pipe
+                    .write
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let front = w.waiters.pop_front();
+                w.answering = front.as_ref().map(|f| f.queued);
+                front
+            };
             match front {
                 Some(w) => break w,
                 None => notified.await,
@@ -349,6 +371,7 @@ async fn reader(
             client_caps,
             init_db,
             prepare,
+            ..
         } = next;
         if init_db {
             match framed.read_packet(None, usize::MAX).await {
@@ -531,14 +554,19 @@ pub struct Pipeline {
     slots: Vec<Mutex<Option<Arc<PipeConn>>>>,
     connecting: Vec<AtomicBool>,
     next: AtomicUsize,
+    /// A connection whose oldest owed answer is older than this takes no new statements.
+    stall: std::time::Duration,
 }
 
 impl Pipeline {
-    pub fn new(connections: usize) -> Self {
+    /// `connections` shared connections; one whose oldest owed answer is older than `stall`
+    /// takes no new statements until it catches up (they use another or the pool).
+    pub fn new(connections: usize, stall: std::time::Duration) -> Self {
         Self {
             slots: (0..connections).map(|_| Mutex::new(None)).collect(),
             connecting: (0..connections).map(|_| AtomicBool::new(false)).collect(),
             next: AtomicUsize::new(0),
+            stall,
         }
     }
 
@@ -559,7 +587,8 @@ impl Pipeline {
             .count()
     }
 
-    /// A usable shared connection in system-variable state `sysvars`, if one is ready. Otherwise
+    /// A usable shared connection in system-variable state `sysvars`, if one is ready: the
+    /// next in turn, or after it the first that is not stalled behind a slow read. Otherwise
     /// `None` (the caller uses the pool) and, for an empty or broken slot, a replacement is opened
     /// in the background.
     pub fn pick(
@@ -567,16 +596,28 @@ impl Pipeline {
         sysvars: &std::collections::BTreeMap<String, String>,
         pool: &super::pool::Pool,
     ) -> Option<Arc<PipeConn>> {
-        if self.slots.is_empty() {
+        let n = self.slots.len();
+        if n == 0 {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n).find_map(|k| self.pick_slot((first + k) % n, sysvars, pool))
+    }
+
+    fn pick_slot(
+        self: &Arc<Self>,
+        i: usize,
+        sysvars: &std::collections::BTreeMap<String, String>,
+        pool: &super::pool::Pool,
+    ) -> Option<Arc<PipeConn>> {
         let slot = self.slots[i]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         match slot {
-            Some(p) if !p.is_broken() => (&p.sysvars == sysvars).then_some(p),
+            Some(p) if !p.is_broken() => {
+                (p.sysvars == *sysvars && !p.stalled(self.stall)).then_some(p)
+            }
             _ => {
                 if !self.connecting[i].swap(true, Ordering::AcqRel) {
                     let me = self.clone();

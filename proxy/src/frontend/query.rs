@@ -177,6 +177,8 @@ impl Session {
             && !stmt.multi
             && stmt.effects.is_none()
             && stmt.hints.is_empty()
+            // A `max_execution_ms` limit kills the statement's server thread: not a shared one.
+            && self.exec_limit.is_none()
             && self.state.user_vars.is_empty()
             && self.state.schema.is_some()
             // With autocommit off a read opens a transaction, which must not happen on a shared connection.
