@@ -133,6 +133,7 @@ impl Shared {
                 Arc::new(crate::backend::pipeline::Pipeline::new(
                     self.config.backend.pipeline_connections,
                     std::time::Duration::from_millis(self.config.backend.pipeline_stall_ms),
+                    self.pools.home(),
                 ))
             })
             .clone()

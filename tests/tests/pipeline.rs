@@ -157,7 +157,7 @@ async fn prepared_reads_are_pipelined_per_database_and_parameters() -> anyhow::R
 }
 
 /// How many of 8 quick reads, sent one after another by 8 other clients while a `SLEEP(2)` runs
-/// on the proxy's only shared connection, were answered before the sleep ended.
+/// on the proxy's only shared connection, were answered while the sleep still had a second to go.
 async fn quick_reads_beside_a_slow_one(stall_ms: u64) -> anyhow::Result<usize> {
     let proxy = TestProxy::start_with(|t| {
         *t = t.replacen(
@@ -198,7 +198,10 @@ async fn quick_reads_beside_a_slow_one(stall_ms: u64) -> anyhow::Result<usize> {
         answered.push(std::time::Instant::now());
     }
     let slept = sleeper.await??;
-    Ok(answered.iter().filter(|t| **t < slept).count())
+    // A read queued behind the sleep is answered right after it, maybe noted a moment before
+    // the sleeper's own task notes the end: count only reads answered a full second earlier.
+    let margin = std::time::Duration::from_secs(1);
+    Ok(answered.iter().filter(|t| **t + margin < slept).count())
 }
 
 /// A slow read on a shared connection holds up only what was queued behind it before

@@ -556,17 +556,25 @@ pub struct Pipeline {
     next: AtomicUsize,
     /// A connection whose oldest owed answer is older than this takes no new statements.
     stall: std::time::Duration,
+    /// The proxy's runtime: shared connections are opened there, so their reader tasks run
+    /// there too, whichever runtime the session that asked is on (`frontend::lane`).
+    home: Option<tokio::runtime::Handle>,
 }
 
 impl Pipeline {
     /// `connections` shared connections; one whose oldest owed answer is older than `stall`
     /// takes no new statements until it catches up (they use another or the pool).
-    pub fn new(connections: usize, stall: std::time::Duration) -> Self {
+    pub fn new(
+        connections: usize,
+        stall: std::time::Duration,
+        home: Option<tokio::runtime::Handle>,
+    ) -> Self {
         Self {
             slots: (0..connections).map(|_| Mutex::new(None)).collect(),
             connecting: (0..connections).map(|_| AtomicBool::new(false)).collect(),
             next: AtomicUsize::new(0),
             stall,
+            home,
         }
     }
 
@@ -626,7 +634,7 @@ impl Pipeline {
                         sysvars: sysvars.clone(),
                         ..Default::default()
                     };
-                    tokio::spawn(async move {
+                    let open = async move {
                         if let Ok(mut c) = pool.inner.dedicated_connection().await
                             && c.sync_to(&want).await.is_ok()
                         {
@@ -636,7 +644,11 @@ impl Pipeline {
                                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(p);
                         }
                         me.connecting[i].store(false, Ordering::Release);
-                    });
+                    };
+                    match &self.home {
+                        Some(home) => drop(home.spawn(open)),
+                        None => drop(tokio::spawn(open)),
+                    }
                 }
                 None
             }

@@ -186,6 +186,11 @@ impl Pools {
         }
     }
 
+    /// The proxy's runtime, where backend connections are opened and driven.
+    pub fn home(&self) -> Option<tokio::runtime::Handle> {
+        self.home.clone()
+    }
+
     /// The pool for `addr` and capability variant `variant`, created on first use.
     pub fn pool(&self, addr: &str, variant: u32) -> Pool {
         let mut map = self
