@@ -1,5 +1,5 @@
 //! Property-based fuzzing of everything that decodes client bytes: the packet framer, the
-//! handshake/command decoders, and a live proxy's login state machine fed arbitrary bytes over TCP.
+//! handshake/command decoders (with COM_STMT_EXECUTE's parameter values), and a live proxy's login state machine fed arbitrary bytes over TCP.
 //! (cargo-fuzz needs a nightly toolchain, which this project's machines do not have.)
 //!
 //! Default runs are short; a long run: `PROPTEST_CASES=200000 cargo test --release -p peakgate --test fuzz_protocol`.
@@ -9,7 +9,7 @@ use std::time::Duration;
 use peakgate::protocol::constants::*;
 use peakgate::protocol::handshake::{ChangeUser, HandshakeResponse, is_ssl_request};
 use peakgate::protocol::response::{parse_eof, parse_err, parse_ok, state_changes};
-use peakgate::protocol::stmt::{parse_execute, parse_prepare_ok, rewrite_execute};
+use peakgate::protocol::stmt::{param_values, parse_execute, parse_prepare_ok, rewrite_execute};
 use peakgate::protocol::{Error, Framed};
 use peakgate::{Config, Proxy};
 use proptest::prelude::*;
@@ -31,6 +31,11 @@ proptest! {
         let _ = is_ssl_request(&bytes);
         let _ = parse_execute(&bytes, n);
         let _ = rewrite_execute(&bytes, n, 1, None);
+        // Parameter values with types taken from the same bytes, with and without long data.
+        let types: Vec<u8> = bytes.iter().rev().take(2 * usize::from(n)).copied().collect();
+        let long = std::collections::BTreeMap::from([(n / 2, bytes.clone())]);
+        let _ = param_values(&bytes, n, &types, &long);
+        let _ = param_values(&bytes, n, &types, &std::collections::BTreeMap::new());
         let _ = parse_prepare_ok(&bytes);
         for caps in [0, CLIENT_SESSION_TRACK] {
             if let Ok(ok) = parse_ok(&bytes, caps) {
