@@ -13,6 +13,10 @@ async fn pipelined_proxy() -> anyhow::Result<TestProxy> {
     .await
 }
 
+/// The tests of this file run one at a time: `cargo test` runs them as threads of one process,
+/// whose metrics are process-wide, and some count pipelined statements.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn metric(text: &str, name: &str) -> u64 {
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
@@ -23,6 +27,7 @@ fn metric(text: &str, name: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_clients_get_their_own_answers_in_their_own_database() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
     let proxy = pipelined_proxy().await?;
     let mut tasks = Vec::new();
     for client in 0..40u32 {
@@ -68,6 +73,7 @@ async fn concurrent_clients_get_their_own_answers_in_their_own_database() -> any
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_results_and_vanishing_clients_keep_the_shared_connection_in_step()
 -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
     let proxy = pipelined_proxy().await?;
     // Warm up the shared connections (they open in the background on first use).
     let mut warm = proxy.conn(Some("shop")).await?;
@@ -117,6 +123,7 @@ async fn large_results_and_vanishing_clients_keep_the_shared_connection_in_step(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_reads_are_pipelined_per_database_and_parameters() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
     let proxy = pipelined_proxy().await?;
     let before = metric(
         &proxy.admin_get("/metrics").await?,
@@ -156,6 +163,27 @@ async fn prepared_reads_are_pipelined_per_database_and_parameters() -> anyhow::R
     Ok(())
 }
 
+/// Reads on `c` until the proxy has a shared connection open (the first reads open it in the
+/// background).
+async fn wait_for_shared_connection(
+    proxy: &TestProxy,
+    c: &mut mysql_async::Conn,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let open = |m: String| {
+        m.lines()
+            .filter(|l| l.starts_with("peakgate_pipeline_connections{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    while open(proxy.admin_get("/metrics").await?) < 1.0 {
+        c.query_drop("SELECT 1").await?;
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no shared connection");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 /// How many of 8 quick reads, sent one after another by 8 other clients while a `SLEEP(2)` runs
 /// on the proxy's only shared connection, were answered while the sleep still had a second to go.
 async fn quick_reads_beside_a_slow_one(stall_ms: u64) -> anyhow::Result<usize> {
@@ -172,19 +200,7 @@ async fn quick_reads_beside_a_slow_one(stall_ms: u64) -> anyhow::Result<usize> {
     for _ in 0..8 {
         quick.push(proxy.conn(Some("shop")).await?);
     }
-    // Until the shared connection is open (the first reads open it in the background).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let open = |m: String| {
-        m.lines()
-            .filter(|l| l.starts_with("peakgate_pipeline_connections{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
-    while open(proxy.admin_get("/metrics").await?) < 1.0 {
-        slow.query_drop("SELECT 1").await?;
-        anyhow::ensure!(std::time::Instant::now() < deadline, "no shared connection");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for_shared_connection(&proxy, &mut slow).await?;
     let sleeper = tokio::spawn(async move {
         let r: Option<i64> = slow.query_first("SELECT SLEEP(2)").await?;
         anyhow::ensure!(r == Some(0), "SLEEP answered {r:?}");
@@ -209,6 +225,7 @@ async fn quick_reads_beside_a_slow_one(stall_ms: u64) -> anyhow::Result<usize> {
 /// the same reads all wait for the slow one, which shows they would have queued behind it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_read_stalls_only_what_queued_before_the_guard() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
     let guarded = quick_reads_beside_a_slow_one(5).await?;
     assert_eq!(
         guarded, 8,
@@ -219,5 +236,44 @@ async fn a_slow_read_stalls_only_what_queued_before_the_guard() -> anyhow::Resul
         unguarded, 0,
         "quick reads answered during the slow one, guard off"
     );
+    Ok(())
+}
+
+/// A read answered on a shared connection with warnings: `SHOW WARNINGS` and `@@warning_count`
+/// right after it (one or several of them) show them, as on a plain server (the proxy runs the
+/// read again on a pooled connection and asks there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_warnings_after_a_pipelined_read() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let proxy = pipelined_proxy().await?;
+    let mut c = proxy.conn(Some("shop")).await?;
+    wait_for_shared_connection(&proxy, &mut c).await?;
+    let pipelined = || async {
+        let m = proxy.admin_get("/metrics").await?;
+        anyhow::Ok(metric(&m, "peakgate_pipelined_statements_total"))
+    };
+    let before = pipelined().await?;
+    let v: Option<i64> = c.query_first("SELECT CAST('7x' AS SIGNED)").await?;
+    assert_eq!(v, Some(7));
+    assert_eq!(
+        pipelined().await? - before,
+        1,
+        "the read ran on a shared connection"
+    );
+    let w: Vec<(String, u32, String)> = c.query("SHOW WARNINGS").await?;
+    assert!(
+        w.len() == 1 && w[0].1 == 1292 && w[0].2.contains("7x"),
+        "SHOW WARNINGS: {w:?}"
+    );
+    let _: Option<i64> = c.query_first("SELECT CAST('8y' AS SIGNED)").await?;
+    let n: Option<u32> = c.query_first("SELECT @@warning_count").await?;
+    assert_eq!(n, Some(1), "@@warning_count right after the read");
+    for _ in 0..2 {
+        let w: Vec<(String, u32, String)> = c.query("SHOW WARNINGS").await?;
+        assert!(
+            w.len() == 1 && w[0].2.contains("8y"),
+            "SHOW WARNINGS after @@warning_count: {w:?}"
+        );
+    }
     Ok(())
 }

@@ -84,6 +84,7 @@ impl LoggedIn {
             statement_rows: 0,
             hot_sku: None,
             exec_db: None,
+            warned_read: None,
             lane: super::lane::Lane::Main,
             hot_written: false,
             last_hot_write: None,

@@ -114,6 +114,10 @@ pub struct Session {
     statement_rows: u64,
     /// The one hot SKU the running statement is about (set by the hot-SKU decision).
     hot_sku: Option<u64>,
+    /// The session's last statement, when it was a text read on a shared (pipelined) connection
+    /// that left warnings: `SHOW WARNINGS` right after it runs it again on a pooled connection
+    /// to read them there (`query.rs`).
+    warned_read: Option<query::WarnedRead>,
     /// While a prepared statement executes: the database it was prepared in, where its
     /// unqualified table names live (MariaDB resolves them at prepare time).
     exec_db: Option<Arc<str>>,
@@ -295,10 +299,11 @@ impl Session {
             .await;
             return Ok(Next::Continue);
         };
+        let warned = self.warned_read.take();
         match cmd {
             COM_QUIT => return Ok(Next::Close),
             COM_PING => self.send_ok(reply_seq).await?,
-            COM_QUERY => self.com_query(reply_seq, payload).await?,
+            COM_QUERY => self.com_query(reply_seq, payload, warned).await?,
             COM_INIT_DB => {
                 self.forward_simple(reply_seq, payload, crate::execute::AnswerKind::Results)
                     .await?

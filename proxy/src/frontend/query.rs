@@ -17,6 +17,31 @@ use crate::metrics::METRICS;
 use crate::protocol;
 use crate::protocol::constants::*;
 
+/// A text read answered on a shared connection with warnings, kept for the next command (and
+/// the ones after while they too read warnings): the warnings stayed on the shared connection,
+/// which runs other sessions' statements next.
+#[derive(Clone)]
+pub(super) struct WarnedRead {
+    inst: std::sync::Arc<crate::backend::topology::Instance>,
+    payload: Vec<u8>,
+}
+
+/// Reads whose warnings `SHOW WARNINGS` may fetch by running them again hold at most this many
+/// rows (the repeat reads the whole answer into memory).
+const WARNED_READ_MAX_ROWS: u64 = 1000;
+
+/// Whether `stmt` reads the previous statement's warnings or errors.
+fn reads_warnings(stmt: &Statement) -> bool {
+    let d = stmt.digest_text.as_str();
+    !stmt.multi
+        && (d.starts_with("show warnings")
+            || d.starts_with("show errors")
+            || d.starts_with("show count")
+            || d.contains("@@warning_count")
+            || d.contains("@@error_count")
+            || d.starts_with("get diagnostics"))
+}
+
 /// How a relayed command ended.
 pub(super) enum Relayed {
     /// The client has its answer (rows, OK, or an error).
@@ -30,9 +55,22 @@ impl Session {
         &mut self,
         seq: u8,
         payload: &[u8],
+        warned: Option<WarnedRead>,
     ) -> Result<(), protocol::Error> {
         let mut stmt = self.shared.classifier.classify(&payload[1..]);
         METRICS.statement(stmt.kind);
+        if let Some(w) = warned
+            && reads_warnings(&stmt)
+            && self.pinned.is_none()
+            && let Some(conn) = self.repeat_warned_read(w.clone()).await
+        {
+            // `SHOW WARNINGS` again, or after `SELECT @@warning_count`, sees them again.
+            self.warned_read = Some(w);
+            return self
+                .relay_query(seq, conn, payload, &stmt, None)
+                .await
+                .map(|_| ());
+        }
         if !stmt.parsed {
             METRICS.unparseable.inc();
             if self.shared.config.routing.unparseable == Unparseable::Reject {
@@ -101,7 +139,15 @@ impl Session {
                     let res = pipe
                         .run(&schema, payload, &mut self.client, self.caps)
                         .await;
+                    let warned =
+                        matches!(&res, Ok(o) if o.warnings > 0 && o.rows <= WARNED_READ_MAX_ROWS);
                     if let Some(answered) = self.pipelined_answer(res).await {
+                        if warned {
+                            self.warned_read = Some(WarnedRead {
+                                inst: route.inst.clone(),
+                                payload: payload.to_vec(),
+                            });
+                        }
                         return answered;
                     }
                 }
@@ -115,15 +161,7 @@ impl Session {
                 Err(e) => return self.backend_failed(seq, &e).await,
             };
             let relayed = self
-                .send_and_relay(
-                    seq,
-                    conn,
-                    payload,
-                    AnswerKind::Results,
-                    Some((&stmt, &payload[1..])),
-                    false,
-                    Some((&route, attempt)),
-                )
+                .relay_query(seq, conn, payload, &stmt, Some((&route, attempt)))
                 .await?;
             match relayed {
                 Relayed::Done => return Ok(()),
@@ -131,6 +169,43 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Sends COM_QUERY `payload` (statement `stmt`) on `conn` and relays its results.
+    async fn relay_query(
+        &mut self,
+        seq: u8,
+        conn: PooledConn,
+        payload: &[u8],
+        stmt: &Statement,
+        retry: Option<(&Route, u32)>,
+    ) -> Result<Relayed, protocol::Error> {
+        self.send_and_relay(
+            seq,
+            conn,
+            payload,
+            AnswerKind::Results,
+            Some((stmt, &payload[1..])),
+            false,
+            retry,
+        )
+        .await
+    }
+
+    /// A pooled connection of the warned read's instance, in the session's state, on which that
+    /// read ran again (its answer dropped): its warnings are now that connection's. `None` when
+    /// that failed (the warnings question then runs as usual).
+    async fn repeat_warned_read(&mut self, w: WarnedRead) -> Option<PooledConn> {
+        let mut conn = self.pooled(&w.inst).await.ok()?;
+        conn.sync_to(&self.state).await.ok()?;
+        match conn.command(&w.payload).await {
+            Ok(_) => Some(conn),
+            Err(crate::backend::Error::Server { .. }) => None,
+            Err(_) => {
+                conn.broken = true;
+                None
+            }
+        }
     }
 
     /// Finishes a statement run on a shared connection: `Some` when the client got its answer
