@@ -127,7 +127,8 @@ pub struct BackendSettings {
     pub user: String,
     /// Backend password. The proxy must know it to answer the servers' scrambles.
     pub password: String,
-    /// Most backend connections per instance and client capability variant.
+    /// Most backend connections per instance and client capability variant, the shared
+    /// (pipelined) ones included: see [`BackendSettings::shared_connections`].
     #[serde(default = "default_pool_size")]
     pub pool_size: u32,
     /// TCP connect + login timeout.
@@ -161,6 +162,15 @@ pub struct BackendSettings {
     /// KILL connections to them go over the socket instead of TCP (the monitor's stay on TCP).
     #[serde(default)]
     pub sockets: std::collections::BTreeMap<String, String>,
+}
+
+impl BackendSettings {
+    /// The shared (pipelined) connections per instance and variant: `pipeline_connections`, but
+    /// at most `pool_size - 1`, which leaves the pool (`pool_size` minus these) at least one.
+    pub fn shared_connections(&self) -> usize {
+        self.pipeline_connections
+            .min((self.pool_size as usize).saturating_sub(1))
+    }
 }
 
 fn default_pipeline_connections() -> usize {
@@ -671,6 +681,23 @@ replicas = ["127.0.0.1:3312"]
         assert_eq!(c.default_primary(), "127.0.0.1:3311");
         assert_eq!(c.backend.pool_size, 32);
         assert_eq!(c.accounts().len(), 1);
+    }
+
+    #[test]
+    fn shared_connections_come_out_of_the_pool_size() {
+        let shared = |extra: &str| {
+            let c =
+                Config::parse(&GOOD.replace("[backend]", &format!("[backend]\n{extra}"))).unwrap();
+            c.backend.shared_connections()
+        };
+        assert_eq!(shared(""), 1, "default: one of the 32");
+        assert_eq!(
+            shared("pool_size = 1"),
+            0,
+            "a pool of one keeps its connection"
+        );
+        assert_eq!(shared("pool_size = 8\npipeline_connections = 40"), 7);
+        assert_eq!(shared("pipeline_connections = 0"), 0);
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl Shared {
         map.entry((addr.to_string(), variant))
             .or_insert_with(|| {
                 Arc::new(crate::backend::pipeline::Pipeline::new(
-                    self.config.backend.pipeline_connections,
+                    self.config.backend.shared_connections(),
                     std::time::Duration::from_millis(self.config.backend.pipeline_stall_ms),
                     self.pools.home(),
                 ))

@@ -216,8 +216,12 @@ impl Pools {
             connect_timeout: Duration::from_millis(self.settings.connect_timeout_ms),
         };
         let failures = Arc::new(ConnectFailures::default());
+        // The shared (pipelined) connections are the rest of `pool_size` (`backend/pipeline.rs`).
+        let pooled = (self.settings.pool_size as usize)
+            .saturating_sub(self.settings.shared_connections())
+            .max(1);
         let inner = bb8::Pool::builder()
-            .max_size(self.settings.pool_size)
+            .max_size(u32::try_from(pooled).unwrap_or(1))
             .min_idle(None)
             .test_on_check_out(false)
             .retry_connection(false)

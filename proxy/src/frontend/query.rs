@@ -242,7 +242,7 @@ impl Session {
     /// Whether a statement may run on a shared (pipelined) connection: an autocommit read that
     /// needs nothing of a connection but the database and system variables.
     pub(super) fn is_pipelineable(&self, stmt: &Statement) -> bool {
-        self.shared.config.backend.pipeline_connections > 0
+        self.shared.config.backend.shared_connections() > 0
             && self.pinned.is_none()
             && !self.pins.holds()
             // A held-back BEGIN opens on the next statement's connection, never a shared one.
