@@ -22,6 +22,16 @@ async fn lane_proxy(lane: &str) -> anyhow::Result<(TestProxy, String, [Scratch; 
 }
 
 /// `/status` `sale_lane` as (sessions, moves); `None` when the proxy has no lane.
+/// SKU 1001's stock in table `t`, read through the proxy on a connection of its own.
+async fn stock_of(proxy: &TestProxy, t: &str) -> anyhow::Result<Option<i64>> {
+    let mut c = proxy.conn(Some("shop")).await?;
+    let stock = c
+        .query_first(format!("SELECT stock FROM {t} WHERE sku_id = 1001"))
+        .await?;
+    c.disconnect().await?;
+    Ok(stock)
+}
+
 async fn lane_counts(proxy: &TestProxy) -> anyhow::Result<Option<(u64, u64)>> {
     let status: serde_json::Value = serde_json::from_str(&proxy.admin_get("/status").await?)?;
     let lane = &status["sale_lane"];
@@ -93,12 +103,7 @@ async fn a_session_moves_to_the_sale_lane_works_there_and_comes_back() -> anyhow
     // Leaving from the lane counts the session out of it.
     c.disconnect().await?;
     wait_lane(&proxy, 0).await?;
-    let mut d = proxy.conn(Some("shop")).await?;
-    let stock: Option<i64> = d
-        .query_first(format!("SELECT stock FROM {t} WHERE sku_id = 1001"))
-        .await?;
-    assert_eq!(stock, Some(97));
-    d.disconnect().await?;
+    assert_eq!(stock_of(&proxy, &t).await?, Some(97));
     proxy.assert_serves().await
 }
 
@@ -132,12 +137,7 @@ async fn many_buyers_on_the_lane_sell_exactly_the_stock() -> anyhow::Result<()> 
     assert_eq!(sold, 100, "200 decrements for a stock of 100");
     let moves = wait_lane(&proxy, 0).await?;
     assert!(moves >= 1, "no session went onto the lane");
-    let mut c = proxy.conn(Some("shop")).await?;
-    let stock: Option<i64> = c
-        .query_first(format!("SELECT stock FROM {t} WHERE sku_id = 1001"))
-        .await?;
-    assert_eq!(stock, Some(0));
-    c.disconnect().await?;
+    assert_eq!(stock_of(&proxy, &t).await?, Some(0));
     proxy.assert_serves().await
 }
 

@@ -50,19 +50,20 @@ impl Session {
         let hints: Vec<(&str, &str)> = route_hint.into_iter().chain(shard_hint).collect();
         let q = Query {
             user: &self.user,
-            schema: self.exec_db.as_deref().or(self.state.schema.as_deref()),
+            schema: self.names_db(),
             tables: &names,
             kind: stmt.kind,
             digest: stmt.digest,
             hints: &hints,
         };
         let critical = limits.priority(&q) == Priority::Critical;
-        self.exec_limit = limits.max_execution(&q).map(|(_, d)| d);
+        let exec_limit = limits.max_execution(&q).map(|(_, d)| d);
         let decision = if limits.is_active() {
             limits.check(&q)
         } else {
             Decision::Allow
         };
+        self.exec_limit = exec_limit;
         match decision {
             Decision::Allow => Ok(Protection::Run {
                 _permit: None,

@@ -30,18 +30,6 @@ pub(super) struct WarnedRead {
 /// rows (the repeat reads the whole answer into memory).
 const WARNED_READ_MAX_ROWS: u64 = 1000;
 
-/// Whether `stmt` reads the previous statement's warnings or errors.
-fn reads_warnings(stmt: &Statement) -> bool {
-    let d = stmt.digest_text.as_str();
-    !stmt.multi
-        && (d.starts_with("show warnings")
-            || d.starts_with("show errors")
-            || d.starts_with("show count")
-            || d.contains("@@warning_count")
-            || d.contains("@@error_count")
-            || d.starts_with("get diagnostics"))
-}
-
 /// How a relayed command ended.
 pub(super) enum Relayed {
     /// The client has its answer (rows, OK, or an error).
@@ -60,7 +48,9 @@ impl Session {
         let mut stmt = self.shared.classifier.classify(&payload[1..]);
         METRICS.statement(stmt.kind);
         if let Some(w) = warned
-            && reads_warnings(&stmt)
+            // SHOW WARNINGS / ERRORS / COUNT(*) WARNINGS, @@warning_count, GET DIAGNOSTICS, ...
+            && stmt.effects.uses_diagnostics
+            && !stmt.multi
             && self.pinned.is_none()
             && let Some(conn) = self.repeat_warned_read(w.clone()).await
         {
