@@ -594,9 +594,49 @@ async fn scatter_reads_run_on_the_replicas_and_see_the_sessions_writes() -> anyh
     let result = async {
         p.query_drop(format!("USE {db}")).await?;
         p.query_drop(SCHEMA[0]).await?;
-        members_on_both_shards(&mut p, &db).await?;
-        let n: Option<i64> = p.query_first("SELECT COUNT(*) FROM members").await?;
+        // The s1 replica cannot apply the inserts yet: a transaction there holds a gap lock on
+        // the (replicated, still empty) table, so its SQL thread waits while the proxy reads.
+        let s1_replica = REPLICAS[1];
+        let mut blocker = direct(s1_replica, None).await?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while blocker
+            .query_first::<String, _>(format!(
+                "SELECT table_name FROM information_schema.tables \
+                 WHERE table_schema = '{db}' AND table_name = 'members'"
+            ))
+            .await?
+            .is_none()
+        {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "members never reached {s1_replica}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        blocker.query_drop("BEGIN").await?;
+        blocker
+            .query_drop(format!("SELECT * FROM {db}.members FOR UPDATE"))
+            .await?;
+        let seen = async {
+            let (_, on_s1) = members_on_both_shards(&mut p, &db).await?;
+            let n: Option<i64> = p.query_first("SELECT COUNT(*) FROM members").await?;
+            // A single-shard read on s1 (not the default shard) sees the write too.
+            let one: Option<String> = p
+                .query_first(format!(
+                    "SELECT name FROM members WHERE member_id = {on_s1}"
+                ))
+                .await?;
+            anyhow::Ok((n, one, on_s1))
+        }
+        .await;
+        blocker.query_drop("ROLLBACK").await?;
+        blocker.disconnect().await?;
+        let (n, one, on_s1) = seen?;
         anyhow::ensure!(n == Some(20), "the session's own writes, at once: {n:?}");
+        anyhow::ensure!(
+            one.as_deref() == Some(format!("m{on_s1}").as_str()),
+            "member {on_s1} read on s1 at once: {one:?}"
+        );
         // Rows only on the replicas (binary log off: replication never sees them).
         for port in REPLICAS {
             let mut r = direct(port, Some(&db)).await?;

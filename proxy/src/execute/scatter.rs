@@ -387,6 +387,8 @@ pub struct WriteTotal {
 pub async fn write(conns: &mut [(String, PooledConn, String)]) -> Result<WriteTotal, ScatterError> {
     let mut total = WriteTotal::default();
     for (shard, c, sql) in conns.iter_mut() {
+        // What this statement commits is what read-your-writes notes afterwards.
+        c.last_gtid = None;
         match c.query(sql).await {
             Ok(crate::backend::conn::Reply::Ok {
                 affected_rows,

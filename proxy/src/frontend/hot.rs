@@ -259,6 +259,7 @@ impl Session {
             }
         }
         let res = crate::execute::scatter::write(&mut conns).await;
+        self.note_writes(&mut conns);
         drop(conns);
         match res {
             Ok(total) => {

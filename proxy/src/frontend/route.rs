@@ -307,7 +307,9 @@ impl Session {
             if !reached {
                 METRICS.ryw_fallbacks.inc();
                 drop(c);
-                route.inst = self.primary();
+                // The primary of the shard the read is for (not the default shard's).
+                let shard = route.inst.shard;
+                route.inst = self.shared.topology.shards[shard].primary.clone();
                 route.target = Target::Primary;
                 route.reason = Reason::RywPrimary;
                 route._in_flight = Some(route.inst.start_request());
@@ -414,6 +416,16 @@ impl Session {
         }
         if let Some(u) = &self.user_ryw {
             u.note(shard, gtid, self.shared.started);
+        }
+    }
+
+    /// Read-your-writes after a statement that ran on several connections (a scatter write, DDL
+    /// on a table and its hot copy): each connection's committed GTID, on its own shard.
+    pub(super) fn note_writes(&mut self, conns: &mut [(String, PooledConn, String)]) {
+        for (_, c, _) in conns.iter_mut() {
+            let gtid = c.last_gtid.take();
+            let addr = c.addr.clone();
+            self.note_answer(gtid, None, &addr);
         }
     }
 

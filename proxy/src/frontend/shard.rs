@@ -424,6 +424,7 @@ impl Session {
             METRICS.scatter_writes.inc();
         }
         let res = scatter::write(&mut conns).await;
+        self.note_writes(&mut conns);
         if txn && let Some((_, c, _)) = conns.pop() {
             if c.broken {
                 drop(c);
