@@ -37,6 +37,9 @@ pub struct Outcome {
     /// Whether any OK/EOF was seen (an ERR alone carries no status flags).
     pub status_known: bool,
     pub warnings: u16,
+    /// Whether any result of the answer carried warnings or was an error (the diagnostics area
+    /// of the backend connection holds them; see `BackendConn::warned`).
+    pub warned: bool,
     /// The last non-zero insert id reported.
     pub last_insert_id: Option<u64>,
     /// The server's error code, if the command failed.
@@ -102,7 +105,9 @@ pub async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
         broken: &mut conn.broken,
         drain_on_client_gone: false,
     };
-    relay_from(src, client, client_caps, kind, want).await
+    let res = relay_from(src, client, client_caps, kind, want).await;
+    conn.warned |= res.as_ref().map_or(true, |o| o.warned || o.error.is_some());
+    res
 }
 
 /// Relays one answer from `src` to the client (see [`relay`]).
@@ -214,6 +219,7 @@ pub async fn relay_from<R: AsyncRead + Unpin, C: AsyncWrite + Unpin>(
                         } else {
                             let (w, s) = parse_eof(payload).unwrap_or((0, 0));
                             out.warnings = w;
+                            out.warned |= w > 0;
                             out.status = s;
                             out.status_known = true;
                             s & SERVER_MORE_RESULTS_EXISTS != 0
@@ -286,6 +292,7 @@ fn handle_ok(
     out.status = ok.status;
     out.status_known = true;
     out.warnings = ok.warnings;
+    out.warned |= ok.warnings > 0;
     if ok.last_insert_id != 0 {
         out.last_insert_id = Some(ok.last_insert_id);
     }

@@ -357,3 +357,51 @@ async fn thousand_clients_on_sixteen_connections_see_only_their_own_state() -> a
     sh.proxy.wait_pools_idle(Duration::from_secs(5)).await?;
     Ok(())
 }
+
+/// A backend connection goes back to the pool with the server's diagnostics area as the last
+/// statement left it (`SHOW WARNINGS` and statements without tables keep it). The next session
+/// on it never sees the warnings or the error of another session's statement; the session that
+/// caused them sees them on its next statement, as on a plain server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_session_sees_another_sessions_warnings_or_errors() -> anyhow::Result<()> {
+    // One connection per instance: every session below runs on the same primary connection.
+    let proxy = TestProxy::start_with(|cfg| {
+        assert!(cfg.contains("pool_size = 32"), "{cfg}");
+        *cfg = cfg.replace("pool_size = 32", "pool_size = 1");
+    })
+    .await?;
+    let primary = "/* peakgate: route=primary */";
+    let mut a = proxy.conn(Some("shop")).await?;
+    let mut b = proxy.conn(Some("shop")).await?;
+    let v: Option<i64> = a
+        .query_first(format!("{primary} SELECT CAST('secret-7' AS SIGNED)"))
+        .await?;
+    ensure!(v == Some(0), "cast: {v:?}");
+    let w: Vec<(String, u32, String)> = a.query("SHOW WARNINGS").await?;
+    ensure!(
+        w.len() == 1 && w[0].2.contains("secret-7"),
+        "the session's own warning: {w:?}"
+    );
+    let w: Vec<(String, u32, String)> = b.query("SHOW WARNINGS").await?;
+    ensure!(w.is_empty(), "another session's warning shown: {w:?}");
+    let n: Option<u32> = b.query_first("SELECT @@warning_count").await?;
+    ensure!(n == Some(0), "another session's warning counted: {n:?}");
+    // An error: its session sees it in SHOW WARNINGS next; nobody else does.
+    let e = a
+        .query_drop("SELECT * FROM no_such_table_secret_8")
+        .await
+        .expect_err("the table does not exist");
+    ensure!(format!("{e}").contains("1146"), "{e}");
+    let w: Vec<(String, u32, String)> = a.query("SHOW WARNINGS").await?;
+    ensure!(
+        w.len() == 1 && w[0].1 == 1146 && w[0].2.contains("secret_8"),
+        "the session's own error in SHOW WARNINGS: {w:?}"
+    );
+    for q in ["SHOW WARNINGS", "SHOW ERRORS"] {
+        let w: Vec<(String, u32, String)> = b.query(q).await?;
+        ensure!(w.is_empty(), "{q} shows another session's error: {w:?}");
+    }
+    let n: Option<u32> = b.query_first("SELECT @@error_count").await?;
+    ensure!(n == Some(0), "another session's error counted: {n:?}");
+    Ok(())
+}

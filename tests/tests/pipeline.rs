@@ -239,27 +239,52 @@ async fn a_slow_read_stalls_only_what_queued_before_the_guard() -> anyhow::Resul
     Ok(())
 }
 
+/// `CAST(value AS SIGNED)` (a warning for a value that is not a number), as text or prepared,
+/// read until it ran on a shared connection: it runs where reads go (the replica, or the primary
+/// while the replica is not eligible), whose shared connection may still be opening.
+async fn read_on_a_shared_connection(
+    proxy: &TestProxy,
+    c: &mut mysql_async::Conn,
+    value: &str,
+    prepared: bool,
+) -> anyhow::Result<Option<i64>> {
+    let pipelined = || async {
+        let m = proxy.admin_get("/metrics").await?;
+        anyhow::Ok(metric(&m, "peakgate_pipelined_statements_total"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let before = pipelined().await?;
+        let v: Option<i64> = if prepared {
+            c.exec_first("SELECT CAST(? AS SIGNED)", (value,)).await?
+        } else {
+            c.query_first(format!("SELECT CAST('{value}' AS SIGNED)"))
+                .await?
+        };
+        if pipelined().await? - before == 1 {
+            return Ok(v);
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the read never ran on a shared connection"
+        );
+        // A pooled read with warnings keeps its connection for one statement: let it go.
+        c.query_drop("SELECT 1").await?;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A read answered on a shared connection with warnings: `SHOW WARNINGS` and `@@warning_count`
 /// right after it (one or several of them) show them, as on a plain server (the proxy runs the
-/// read again on a pooled connection and asks there).
+/// read again on a pooled connection and asks there); text and prepared reads alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn show_warnings_after_a_pipelined_read() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let proxy = pipelined_proxy().await?;
     let mut c = proxy.conn(Some("shop")).await?;
     wait_for_shared_connection(&proxy, &mut c).await?;
-    let pipelined = || async {
-        let m = proxy.admin_get("/metrics").await?;
-        anyhow::Ok(metric(&m, "peakgate_pipelined_statements_total"))
-    };
-    let before = pipelined().await?;
-    let v: Option<i64> = c.query_first("SELECT CAST('7x' AS SIGNED)").await?;
+    let v = read_on_a_shared_connection(&proxy, &mut c, "7x", false).await?;
     assert_eq!(v, Some(7));
-    assert_eq!(
-        pipelined().await? - before,
-        1,
-        "the read ran on a shared connection"
-    );
     let w: Vec<(String, u32, String)> = c.query("SHOW WARNINGS").await?;
     assert!(
         w.len() == 1 && w[0].1 == 1292 && w[0].2.contains("7x"),
@@ -275,5 +300,13 @@ async fn show_warnings_after_a_pipelined_read() -> anyhow::Result<()> {
             "SHOW WARNINGS after @@warning_count: {w:?}"
         );
     }
+    // The same for a prepared read (binary protocol): it is prepared and run again on the pool.
+    let v = read_on_a_shared_connection(&proxy, &mut c, "9z", true).await?;
+    assert_eq!(v, Some(9));
+    let w: Vec<(String, u32, String)> = c.query("SHOW WARNINGS").await?;
+    assert!(
+        w.len() == 1 && w[0].1 == 1292 && w[0].2.contains("9z"),
+        "SHOW WARNINGS after a prepared read: {w:?}"
+    );
     Ok(())
 }

@@ -163,6 +163,10 @@ pub struct BackendConn {
     /// The GTID of the last transaction a command of the proxy's own committed here (session
     /// tracking of `last_gtid`; read-your-writes after an XA commit).
     pub last_gtid: Option<peakgate_router::plan::Gtid>,
+    /// The server's diagnostics area may hold warnings or an error of the last statement (an
+    /// answer carried a warning count or an ERR): `SHOW WARNINGS` of the next session to take
+    /// the connection would show them, so the pool clears them first ([`Self::clear_diagnostics`]).
+    pub warned: bool,
     stmts: StmtCache,
     stmt_order: VecDeque<StmtKey>,
     /// Login credentials and the greeting's scramble, for COM_CHANGE_USER.
@@ -293,6 +297,7 @@ impl BackendConn {
             multi_statements: true,
             epoch: None,
             last_gtid: None,
+            warned: false,
             stmts: StmtCache::default(),
             stmt_order: VecDeque::new(),
             login: Login {
@@ -355,7 +360,7 @@ impl BackendConn {
         self.send_command(&payload).await?;
         let mut out = Vec::new();
         loop {
-            match self.read_one_reply().await {
+            match self.read_one_reply(true).await {
                 Ok((r, more)) => {
                     out.push(Ok(r));
                     if !more {
@@ -374,9 +379,20 @@ impl BackendConn {
     /// Sends a command of the proxy's own and reads the whole answer, applying session tracking.
     pub async fn command(&mut self, payload: &[u8]) -> Result<Reply, Error> {
         self.send_command(payload).await?;
+        self.read_reply(true).await
+    }
+
+    /// Sends a command and reads its whole answer, dropping the rows unread (text or binary
+    /// protocol alike); `Reply::Rows` comes back with no rows.
+    pub async fn command_discarding(&mut self, payload: &[u8]) -> Result<Reply, Error> {
+        self.send_command(payload).await?;
+        self.read_reply(false).await
+    }
+
+    async fn read_reply(&mut self, keep_rows: bool) -> Result<Reply, Error> {
         let mut reply = None;
         loop {
-            let (r, more) = self.read_one_reply().await?;
+            let (r, more) = self.read_one_reply(keep_rows).await?;
             if reply.is_none() {
                 reply = Some(r);
             }
@@ -387,11 +403,12 @@ impl BackendConn {
         reply.ok_or_else(|| self.proto_err(crate::protocol::Error::Malformed("empty reply")))
     }
 
-    async fn read_one_reply(&mut self) -> Result<(Reply, bool), Error> {
+    async fn read_one_reply(&mut self, keep_rows: bool) -> Result<(Reply, bool), Error> {
         let first = self.read().await?;
         match first.first() {
             Some(0x00) => {
                 let ok = parse_ok(&first, self.caps).map_err(|e| self.proto_err(e))?;
+                self.warned |= ok.warnings > 0;
                 if !ok.session_state.is_empty() {
                     let ch = state_changes(ok.session_state).map_err(|e| self.proto_err(e))?;
                     for c in &ch {
@@ -422,6 +439,7 @@ impl BackendConn {
             }
             Some(0xff) => {
                 let e = parse_err(&first).map_err(|e| self.proto_err(e))?;
+                self.warned = true;
                 Err(self.server_err(e))
             }
             Some(0xfe) if first.len() < 9 => {
@@ -468,13 +486,13 @@ impl BackendConn {
                     let p = self.read().await?;
                     match p.first() {
                         Some(0xfe) if p.len() < MAX_PAYLOAD => {
-                            let status = if self.caps & CLIENT_DEPRECATE_EOF != 0 {
-                                parse_ok(&p, self.caps)
-                                    .map_err(|e| self.proto_err(e))?
-                                    .status
+                            let (warnings, status) = if self.caps & CLIENT_DEPRECATE_EOF != 0 {
+                                let ok = parse_ok(&p, self.caps).map_err(|e| self.proto_err(e))?;
+                                (ok.warnings, ok.status)
                             } else {
-                                parse_eof(&p).map_err(|e| self.proto_err(e))?.1
+                                parse_eof(&p).map_err(|e| self.proto_err(e))?
                             };
+                            self.warned |= warnings > 0;
                             let more = status & SERVER_MORE_RESULTS_EXISTS != 0;
                             return Ok((
                                 Reply::Rows {
@@ -487,8 +505,10 @@ impl BackendConn {
                         }
                         Some(0xff) => {
                             let e = parse_err(&p).map_err(|e| self.proto_err(e))?;
+                            self.warned = true;
                             return Err(self.server_err(e));
                         }
+                        _ if !keep_rows => {}
                         _ => {
                             let mut r = Reader::new(&p);
                             let mut row = Vec::with_capacity(columns.len());
@@ -528,6 +548,14 @@ impl BackendConn {
             self.state.user_vars = want.user_vars.clone();
             self.state.last_insert_id = want.last_insert_id;
         }
+        Ok(())
+    }
+
+    /// Empties the server's diagnostics area: only a statement that uses a table clears it (not
+    /// `SELECT 1`, `DO 0` or `SET`), and a derived table counts without touching a real one.
+    pub async fn clear_diagnostics(&mut self) -> Result<(), Error> {
+        self.query("DO (SELECT 1 FROM (SELECT 1) AS t)").await?;
+        self.warned = false;
         Ok(())
     }
 

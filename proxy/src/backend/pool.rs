@@ -160,7 +160,17 @@ impl Pool {
             }
         };
         match got {
-            Ok(c) => Ok(c),
+            Ok(mut c) => {
+                // Warnings or an error another session's statement left behind are not this
+                // one's to see.
+                if c.warned
+                    && let Err(e) = c.clear_diagnostics().await
+                {
+                    c.broken = true;
+                    return Err(e);
+                }
+                Ok(c)
+            }
             Err(bb8::RunError::User(e)) => Err(e),
             Err(bb8::RunError::TimedOut) => Err(Error::PoolTimeout {
                 addr: self.addr.to_string(),

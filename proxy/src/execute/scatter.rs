@@ -175,6 +175,7 @@ async fn read_inner<C: AsyncWrite + Unpin>(
             Some(0xff) => {
                 let err = parse_err(&first).map_err(|e| backend(proto(c, e)))?;
                 c.broken = false;
+                c.warned = true;
                 return Err(ScatterError::Server { shard, err });
             }
             Some(0x00) => {
@@ -229,12 +230,15 @@ async fn read_inner<C: AsyncWrite + Unpin>(
         };
         match p.first() {
             Some(0xfe) if p.len() < MAX_PAYLOAD => {
-                let more = if c.caps & CLIENT_DEPRECATE_EOF != 0 {
-                    parse_ok(&p, c.caps).map(|o| o.status).unwrap_or(0)
+                let (warnings, status) = if c.caps & CLIENT_DEPRECATE_EOF != 0 {
+                    parse_ok(&p, c.caps)
+                        .map(|o| (o.warnings, o.status))
+                        .unwrap_or((0, 0))
                 } else {
-                    parse_eof(&p).map(|(_, s)| s).unwrap_or(0)
-                } & SERVER_MORE_RESULTS_EXISTS
-                    != 0;
+                    parse_eof(&p).unwrap_or((0, 0))
+                };
+                c.warned |= warnings > 0;
+                let more = status & SERVER_MORE_RESULTS_EXISTS != 0;
                 if more {
                     c.broken = true;
                 }
@@ -249,6 +253,7 @@ async fn read_inner<C: AsyncWrite + Unpin>(
                     shard: shard.clone(),
                     source: proto(c, e),
                 })?;
+                c.warned = true;
                 return Err(ScatterError::Server {
                     shard: shard.clone(),
                     err,

@@ -11,7 +11,7 @@ use peakgate_router::Statement;
 
 use super::Session;
 use super::protect::Protection;
-use super::query::Relayed;
+use super::query::{Relayed, WARNED_READ_MAX_ROWS, WarnedRead};
 use super::shard::ShardDecision;
 use crate::backend::PooledConn;
 use crate::backend::conn::{BackendStmt, StmtKey, StmtSql};
@@ -233,7 +233,16 @@ impl Session {
                     let res = pipe
                         .run(&schema, &rewritten, &mut self.client, self.caps)
                         .await;
+                    let warned =
+                        matches!(&res, Ok(o) if o.warnings > 0 && o.rows <= WARNED_READ_MAX_ROWS);
                     if let Some(answered) = self.pipelined_answer(res).await {
+                        if warned {
+                            self.warned_read = Some(WarnedRead {
+                                inst: route.inst.clone(),
+                                payload: payload.to_vec(),
+                                prepared: Some(Box::new(ps)),
+                            });
+                        }
                         return answered;
                     }
                 }
@@ -437,7 +446,7 @@ async fn init_db(conn: &mut PooledConn, db: &str) -> Result<(), crate::backend::
 /// The statement prepared on `conn` in database `schema`, preparing it there if needed (switching
 /// the connection's database for the prepare and back). `Ok(Err(_))` is the server refusing the
 /// prepare (a client error); `Err(_)` is the connection failing.
-async fn ensure_prepared(
+pub(super) async fn ensure_prepared(
     conn: &mut PooledConn,
     schema: Option<&Arc<str>>,
     sql: &StmtSql,

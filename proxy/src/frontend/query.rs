@@ -17,18 +17,21 @@ use crate::metrics::METRICS;
 use crate::protocol;
 use crate::protocol::constants::*;
 
-/// A text read answered on a shared connection with warnings, kept for the next command (and
-/// the ones after while they too read warnings): the warnings stayed on the shared connection,
-/// which runs other sessions' statements next.
+/// A read answered on a shared connection with warnings, kept for the next command (and the
+/// ones after while they too read warnings): the warnings stayed on the shared connection, which
+/// runs other sessions' statements next.
 #[derive(Clone)]
 pub(super) struct WarnedRead {
-    inst: std::sync::Arc<crate::backend::topology::Instance>,
-    payload: Vec<u8>,
+    pub(super) inst: std::sync::Arc<crate::backend::topology::Instance>,
+    /// The COM_QUERY, or the client's COM_STMT_EXECUTE (its statement id is the client's).
+    pub(super) payload: Vec<u8>,
+    /// For an EXECUTE: the statement, prepared again on the pooled connection that repeats it.
+    pub(super) prepared: Option<Box<super::prepared::ProxyStmt>>,
 }
 
 /// Reads whose warnings `SHOW WARNINGS` may fetch by running them again hold at most this many
-/// rows (the repeat reads the whole answer into memory).
-const WARNED_READ_MAX_ROWS: u64 = 1000;
+/// rows (the repeat drops the rows unread, but the server produces them all again).
+pub(super) const WARNED_READ_MAX_ROWS: u64 = 1000;
 
 /// How a relayed command ended.
 pub(super) enum Relayed {
@@ -136,6 +139,7 @@ impl Session {
                             self.warned_read = Some(WarnedRead {
                                 inst: route.inst.clone(),
                                 payload: payload.to_vec(),
+                                prepared: None,
                             });
                         }
                         return answered;
@@ -188,7 +192,32 @@ impl Session {
     async fn repeat_warned_read(&mut self, w: WarnedRead) -> Option<PooledConn> {
         let mut conn = self.pooled(&w.inst).await.ok()?;
         conn.sync_to(&self.state).await.ok()?;
-        match conn.command(&w.payload).await {
+        let execute;
+        let payload = match &w.prepared {
+            None => &w.payload,
+            Some(ps) => {
+                let bs =
+                    match super::prepared::ensure_prepared(&mut conn, ps.schema.as_ref(), &ps.sql)
+                        .await
+                    {
+                        Ok(Ok(bs)) => bs,
+                        Ok(Err(_)) => return None,
+                        Err(_) => {
+                            conn.broken = true;
+                            return None;
+                        }
+                    };
+                execute = protocol::stmt::rewrite_execute(
+                    &w.payload,
+                    ps.num_params,
+                    bs.id,
+                    ps.types.as_deref(),
+                )
+                .ok()?;
+                &execute
+            }
+        };
+        match conn.command_discarding(payload).await {
             Ok(_) => Some(conn),
             Err(crate::backend::Error::Server { .. }) => None,
             Err(_) => {
@@ -382,7 +411,8 @@ impl Session {
             // An XA branch stays with the session until the transaction ends.
             pins.in_txn = out.status & SERVER_STATUS_IN_TRANS != 0 || self.xa.is_some();
         }
-        pins.one_shot = out.warnings > 0;
+        // Warnings, or an error: `SHOW WARNINGS` next asks this connection (as on a plain server).
+        pins.one_shot = out.warnings > 0 || out.error.is_some();
         if let Some(fx) = effects {
             if ok {
                 if fx.creates_temp_table {
