@@ -76,6 +76,8 @@ pub const HOT_MOVE_WAITS: &str = "peakgate_hot_move_waits_total";
 pub const HOT_MOVE_REFUSALS: &str = "peakgate_hot_move_refusals_total";
 /// Counter: statements killed (KILL QUERY) past a limits rule's `max_execution_ms`.
 pub const QUERIES_KILLED: &str = "peakgate_queries_killed_total";
+/// Counter: clients' `KILL` statements (and COM_PROCESS_KILL) the proxy carried out.
+pub const CLIENT_KILLS: &str = "peakgate_client_kills_total";
 /// Counter: circuit breakers opened after consecutive connect failures of an instance.
 pub const BREAKER_OPENS: &str = "peakgate_breaker_opens_total";
 /// Counter: shard maps put in effect by `/reload` or SIGHUP.
@@ -206,6 +208,8 @@ pub struct Metrics {
     pub hot_move_refusals: Counter,
     /// Statements killed (KILL QUERY) past a rule's max_execution_ms.
     pub queries_killed: Counter,
+    /// Clients' KILL statements carried out.
+    pub client_kills: Counter,
     /// Circuit breakers opened (instances refused after consecutive connect failures).
     pub breaker_opens: Counter,
     /// Microseconds writes spent throttled.
@@ -550,6 +554,11 @@ pub fn render(
             QUERIES_KILLED,
             "Statements killed (KILL QUERY) past a limits rule's max_execution_ms.",
             m.queries_killed.get() as f64,
+        ),
+        (
+            CLIENT_KILLS,
+            "Clients' KILL statements (and COM_PROCESS_KILL) the proxy carried out.",
+            m.client_kills.get() as f64,
         ),
         (
             BREAKER_OPENS,

@@ -115,6 +115,8 @@ pub struct Shared {
     ids: std::sync::Mutex<peakgate_router::IdGenerator>,
     /// XA transaction ids and the transactions live sessions own (`crate::xa`).
     pub xa: Arc<crate::xa::Coordinator>,
+    /// The logged-in sessions by connection id, for clients' KILL.
+    pub sessions: crate::frontend::kill::Sessions,
 }
 
 impl Shared {
@@ -364,6 +366,7 @@ impl Proxy {
             });
         let hot_moves = hot.as_ref().map(|_| crate::hotmove::HotMoves::new());
         let shared = Arc::new(Shared {
+            sessions: crate::frontend::kill::Sessions::default(),
             hot_moves,
             user_writes: std::sync::Mutex::new(std::collections::HashMap::new()),
             hot,

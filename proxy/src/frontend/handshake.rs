@@ -92,6 +92,7 @@ impl LoggedIn {
             exec_limit: None,
             client,
             conn_id: self.conn_id,
+            ctl: self.shared.sessions.register(self.conn_id, &self.user),
             peer: self.peer,
             user: self.user,
             caps: self.caps,
@@ -421,6 +422,7 @@ pub(super) async fn change_user(
     }
     s.reset_session(false).await;
     s.user_ryw = s.shared.user_writes(&user);
+    s.ctl.set_user(&user);
     s.user = user;
     if let Some(c) = req.collation
         && c != DEFAULT_COLLATION

@@ -12,6 +12,7 @@
 
 mod handshake;
 mod hot;
+pub mod kill;
 pub mod lane;
 mod lost;
 mod prepared;
@@ -80,6 +81,8 @@ pub struct Session {
     shared: Arc<Shared>,
     client: Framed<ClientStream>,
     conn_id: u32,
+    /// This session as other sessions' KILL sees it.
+    ctl: kill::SessionHandle,
     peer: SocketAddr,
     user: String,
     caps: u32,
@@ -226,7 +229,15 @@ impl Session {
         let max = self.shared.config.proxy.max_allowed_packet;
         loop {
             self.client.shrink();
-            let (seq, payload) = match self.client.read_packet(Some(0), max).await {
+            if self.ctl.ctl.is_killed() {
+                return None;
+            }
+            let ctl = self.ctl.ctl.clone();
+            let read = tokio::select! {
+                r = self.client.read_packet(Some(0), max) => r,
+                () = ctl.killed() => return None,
+            };
+            let (seq, payload) = match read {
                 Ok(p) => p,
                 Err(protocol::Error::Closed) => return None,
                 Err(protocol::Error::Io(e)) => {
@@ -304,6 +315,21 @@ impl Session {
             COM_QUIT => return Ok(Next::Close),
             COM_PING => self.send_ok(reply_seq).await?,
             COM_QUERY => self.com_query(reply_seq, payload, warned).await?,
+            COM_PROCESS_KILL => {
+                let Some(id) = payload.get(1..5) else {
+                    let e = ClientError::new(1047, "08S01", "Malformed COM_PROCESS_KILL");
+                    self.send_error(reply_seq, &e).await;
+                    return Ok(Next::Continue);
+                };
+                let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
+                let kill = kill::Kill::Id {
+                    id: u64::from(id),
+                    query: false,
+                };
+                if self.kill(reply_seq, kill).await? {
+                    return Ok(Next::Close);
+                }
+            }
             COM_INIT_DB => {
                 self.forward_simple(reply_seq, payload, crate::execute::AnswerKind::Results)
                     .await?
@@ -328,14 +354,6 @@ impl Session {
             COM_STMT_CLOSE => self.stmt_close(payload),
             COM_STMT_RESET => self.stmt_reset(reply_seq, payload).await?,
             COM_STMT_FETCH => self.stmt_fetch(reply_seq, payload).await?,
-            COM_PROCESS_KILL => {
-                let e = ClientError::new(
-                    1235,
-                    "42000",
-                    "COM_PROCESS_KILL is not supported through PeakGate: thread ids are the proxy's, not the server's",
-                );
-                self.send_error(reply_seq, &e).await;
-            }
             other => {
                 let e = ClientError::new(1047, "08S01", format!("Unknown command 0x{other:02x}"));
                 self.send_error(reply_seq, &e).await;

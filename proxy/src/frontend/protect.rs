@@ -140,23 +140,8 @@ impl Session {
         let handle = tokio::spawn(async move {
             tokio::time::sleep(limit).await;
             crate::metrics::METRICS.queries_killed.inc();
-            let timeout = std::time::Duration::from_millis(b.connect_timeout_ms);
-            match crate::backend::BackendConn::connect(
-                addr.clone(),
-                b.sockets.get(&*addr).map(String::as_str),
-                &b.user,
-                &b.password,
-                0,
-                timeout,
-            )
-            .await
-            {
-                Ok(mut c) => {
-                    if let Err(e) = c.query(&format!("KILL QUERY {thread_id}")).await {
-                        tracing::warn!(error = %e, "KILL QUERY failed");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "no connection for KILL QUERY"),
+            if let Err(e) = super::kill::kill_query(&b, addr, thread_id).await {
+                tracing::warn!(error = %e, "KILL QUERY failed");
             }
         });
         Some(Watchdog(handle))

@@ -50,6 +50,13 @@ impl Session {
     ) -> Result<(), protocol::Error> {
         let mut stmt = self.shared.classifier.classify(&payload[1..]);
         METRICS.statement(stmt.kind);
+        // A KILL names the proxy's sessions, never a backend thread (`kill.rs`).
+        if let Some(k) = super::kill::parse(&stmt, &payload[1..]) {
+            return match self.kill(seq, k).await? {
+                true => Err(protocol::Error::Closed),
+                false => Ok(()),
+            };
+        }
         if let Some(w) = warned
             // SHOW WARNINGS / ERRORS / COUNT(*) WARNINGS, @@warning_count, GET DIAGNOSTICS, ...
             && stmt.effects.uses_diagnostics
@@ -328,6 +335,7 @@ impl Session {
             return self.backend_failed(seq, &e).await.map(|()| Relayed::Done);
         }
         let _watchdog = stmt.and_then(|_| self.watchdog(conn.addr.clone(), conn.thread_id));
+        let _running = self.ctl.ctl.running(conn.addr.clone(), conn.thread_id);
         let relayed = relay(
             &mut conn,
             &mut self.client,
