@@ -119,9 +119,19 @@ pub struct Shared {
     pub sessions: crate::frontend::kill::Sessions,
 }
 
+/// Client connection ids start here, far above the thread ids servers hand out, so that a KILL
+/// of a backend thread's id (from the servers' process lists) sent through the proxy finds no
+/// session (ERR 1094) instead of ending an unrelated client's.
+const FIRST_CONN_ID: u32 = 1_000_000_001;
+
 impl Shared {
     pub fn next_conn_id(&self) -> u32 {
-        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+        loop {
+            let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
+            if id != 0 {
+                return id;
+            }
+        }
     }
 
     /// The shared connections for `addr` and capability variant `variant`.
@@ -384,7 +394,7 @@ impl Proxy {
             tls,
             pipelines: std::sync::Mutex::new(std::collections::HashMap::new()),
             sha2_cache: std::sync::Mutex::new(std::collections::HashMap::new()),
-            next_conn_id: AtomicU32::new(1),
+            next_conn_id: AtomicU32::new(FIRST_CONN_ID),
             map_touch: std::sync::Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(4096).expect("4096 is not zero"),
             )),
