@@ -390,6 +390,8 @@ fn status_json(shared: &Shared) -> String {
         "uptime_seconds": shared.started.elapsed().as_secs(),
         "client_connections": METRICS.client_connections.get(),
         "max_client_connections": cfg.proxy.max_client_connections,
+        "prepared_statements": shared.prepared_stmts.load(std::sync::atomic::Ordering::Relaxed),
+        "max_prepared_stmt_count": cfg.proxy.max_prepared_stmt_count,
         "default_shard": cfg.routing.default_shard,
         "shards": shards,
         "shard_map": shared.shard_map().to_string(),

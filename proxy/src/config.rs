@@ -98,6 +98,10 @@ pub struct ProxySettings {
     /// Largest client packet (bytes, after joining split packets); larger ones get ERR 1153.
     #[serde(default = "default_max_packet")]
     pub max_allowed_packet: usize,
+    /// Prepared statements all clients together may hold open (MariaDB's own default and
+    /// error: ERR 1461 beyond it); bounds the memory clients that never close them can take.
+    #[serde(default = "default_max_prepared")]
+    pub max_prepared_stmt_count: usize,
     /// Version string announced to clients; by default the default primary's own, with "-PeakGate".
     #[serde(default)]
     pub server_version: Option<String>,
@@ -108,6 +112,7 @@ impl Default for ProxySettings {
         Self {
             max_client_connections: default_max_clients(),
             max_allowed_packet: default_max_packet(),
+            max_prepared_stmt_count: default_max_prepared(),
             server_version: None,
         }
     }
@@ -118,6 +123,9 @@ fn default_max_clients() -> usize {
 }
 fn default_max_packet() -> usize {
     64 << 20
+}
+fn default_max_prepared() -> usize {
+    16382
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -78,6 +78,8 @@ pub const HOT_MOVE_REFUSALS: &str = "peakgate_hot_move_refusals_total";
 pub const QUERIES_KILLED: &str = "peakgate_queries_killed_total";
 /// Counter: clients' `KILL` statements (and COM_PROCESS_KILL) the proxy carried out.
 pub const CLIENT_KILLS: &str = "peakgate_client_kills_total";
+/// Counter: COM_STMT_PREPAREs refused (ERR 1461) at `proxy.max_prepared_stmt_count`.
+pub const PREPARED_REFUSED: &str = "peakgate_prepared_refused_total";
 /// Counter: circuit breakers opened after consecutive connect failures of an instance.
 pub const BREAKER_OPENS: &str = "peakgate_breaker_opens_total";
 /// Counter: shard maps put in effect by `/reload` or SIGHUP.
@@ -210,6 +212,8 @@ pub struct Metrics {
     pub queries_killed: Counter,
     /// Clients' KILL statements carried out.
     pub client_kills: Counter,
+    /// Prepares refused at max_prepared_stmt_count.
+    pub prepared_refused: Counter,
     /// Circuit breakers opened (instances refused after consecutive connect failures).
     pub breaker_opens: Counter,
     /// Microseconds writes spent throttled.
@@ -559,6 +563,11 @@ pub fn render(
             CLIENT_KILLS,
             "Clients' KILL statements (and COM_PROCESS_KILL) the proxy carried out.",
             m.client_kills.get() as f64,
+        ),
+        (
+            PREPARED_REFUSED,
+            "COM_STMT_PREPAREs refused (ERR 1461) at proxy.max_prepared_stmt_count.",
+            m.prepared_refused.get() as f64,
         ),
         (
             BREAKER_OPENS,

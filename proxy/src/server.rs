@@ -117,6 +117,8 @@ pub struct Shared {
     pub xa: Arc<crate::xa::Coordinator>,
     /// The logged-in sessions by connection id, for clients' KILL.
     pub sessions: crate::frontend::kill::Sessions,
+    /// Prepared statements the clients hold open (`proxy.max_prepared_stmt_count`).
+    pub prepared_stmts: std::sync::atomic::AtomicUsize,
 }
 
 /// Client connection ids start here, far above the thread ids servers hand out, so that a KILL
@@ -377,6 +379,7 @@ impl Proxy {
         let hot_moves = hot.as_ref().map(|_| crate::hotmove::HotMoves::new());
         let shared = Arc::new(Shared {
             sessions: crate::frontend::kill::Sessions::default(),
+            prepared_stmts: std::sync::atomic::AtomicUsize::new(0),
             hot_moves,
             user_writes: std::sync::Mutex::new(std::collections::HashMap::new()),
             hot,

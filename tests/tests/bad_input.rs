@@ -564,3 +564,71 @@ async fn connection_storm_beyond_max_client_connections() -> anyhow::Result<()> 
         }
     }
 }
+
+/// Clients that prepare statements and never close them: beyond `max_prepared_stmt_count`
+/// (all clients together, as on MariaDB) COM_STMT_PREPARE gets ERR 1461 and proxy memory stays
+/// bounded; closing a statement, COM_RESET_CONNECTION or disconnecting gives the room back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_beyond_the_limit_are_refused() -> anyhow::Result<()> {
+    let proxy = TestProxy::start_with(|t| {
+        *t = t.replacen("[proxy]", "[proxy]\nmax_prepared_stmt_count = 5", 1);
+    })
+    .await?;
+    let addr = proxy.clone_addrs().mysql;
+    let open = || async {
+        let s = proxy.admin_get("/status").await?;
+        let v: serde_json::Value = serde_json::from_str(&s)?;
+        anyhow::Ok(v["prepared_statements"].as_u64())
+    };
+    let mut a = RawConn::login(addr, "shop", "shop", None).await?;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let st = a.prepare(&format!("SELECT {i} + ?")).await?;
+        ids.push(st.map_err(|e| anyhow::anyhow!("prepare {i}: {e:?}"))?.id);
+    }
+    let mut b = RawConn::login(addr, "shop", "shop", None).await?;
+    for i in 0..2 {
+        b.prepare(&format!("SELECT {i} - ?"))
+            .await?
+            .map_err(|e| anyhow::anyhow!("prepare {i} on b: {e:?}"))?;
+    }
+    ensure!(open().await? == Some(5), "count {:?}", open().await?);
+    for c in [&mut a, &mut b] {
+        match c.prepare("SELECT 99").await? {
+            Err(e) => ensure!(e.code == 1461, "{e:?}"),
+            Ok(_) => bail!("a 6th prepared statement was accepted"),
+        }
+    }
+    // COM_STMT_CLOSE (no answer) gives one back.
+    let mut close = vec![0x19];
+    close.extend_from_slice(&ids[0].to_le_bytes());
+    a.write_packet(0, &close).await?;
+    b.prepare("SELECT 98")
+        .await?
+        .map_err(|e| anyhow::anyhow!("after a close: {e:?}"))?;
+    // A reset and a disconnect give back all of a session's.
+    match a.command(&[0x1f]).await? {
+        Answer::Ok => {}
+        Answer::Err(e) => bail!("COM_RESET_CONNECTION: {e:?}"),
+        Answer::Rows(_) => bail!("COM_RESET_CONNECTION answered rows"),
+    }
+    ensure!(
+        open().await? == Some(3),
+        "after the reset: {:?}",
+        open().await?
+    );
+    b.quit().await?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open().await? != Some(0) {
+        ensure!(
+            Instant::now() < deadline,
+            "after the disconnect: {:?}",
+            open().await?
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.prepare("SELECT 1")
+        .await?
+        .map_err(|e| anyhow::anyhow!("after all were given back: {e:?}"))?;
+    Ok(())
+}

@@ -222,6 +222,12 @@ enum Next {
     Close,
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.forget_statements();
+    }
+}
+
 impl Session {
     /// Serves commands until the client goes (`None`) or the session should move to another
     /// lane between two statements (`Some(lane)`, see `lane.rs`).
@@ -470,8 +476,17 @@ impl Session {
         if keep_db {
             self.state.schema = schema;
         }
-        self.stmts.clear();
+        self.forget_statements();
         self.multi_statements = self.caps & CLIENT_MULTI_STATEMENTS != 0;
+    }
+
+    /// Drops the session's prepared statements from the proxy-wide count and the session.
+    fn forget_statements(&mut self) {
+        let n = self.stmts.len();
+        self.shared
+            .prepared_stmts
+            .fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        self.stmts.clear();
     }
 
     /// The database the running statement's unqualified table names are in, for routing: a

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use peakgate_router::Statement;
 
@@ -62,6 +63,19 @@ impl Session {
             self.send_error(seq, &e).await;
             return Ok(());
         };
+        let max = self.shared.config.proxy.max_prepared_stmt_count;
+        if self.shared.prepared_stmts.load(Ordering::Relaxed) >= max {
+            METRICS.prepared_refused.inc();
+            let e = ClientError::new(
+                1461,
+                "42000",
+                format!(
+                    "Can't create more than max_prepared_stmt_count statements (current value: {max})"
+                ),
+            );
+            self.send_error(seq, &e).await;
+            return Ok(());
+        }
         let sql = StmtSql::new(Arc::from(sql));
         let schema: Option<Arc<str>> = self.state.schema.as_deref().map(Arc::from);
         let statement = Arc::new(self.shared.classifier.classify(sql.as_bytes()));
@@ -77,7 +91,7 @@ impl Session {
         let mut answer = (*bs.answer).clone();
         set_stmt_id(&mut answer, 5, id);
         self.client.write_raw(&answer);
-        self.stmts.insert(
+        let replaced = self.stmts.insert(
             id,
             ProxyStmt {
                 sql,
@@ -91,6 +105,9 @@ impl Session {
                 statement,
             },
         );
+        if replaced.is_none() {
+            self.shared.prepared_stmts.fetch_add(1, Ordering::Relaxed);
+        }
         self.finish(conn, &Outcome::default(), None).await;
         self.client.flush().await
     }
@@ -379,8 +396,10 @@ impl Session {
     }
 
     pub(super) fn stmt_close(&mut self, payload: &[u8]) {
-        if let Ok(id) = command_stmt_id(payload) {
-            self.stmts.remove(&id);
+        if let Ok(id) = command_stmt_id(payload)
+            && self.stmts.remove(&id).is_some()
+        {
+            self.shared.prepared_stmts.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
