@@ -603,6 +603,11 @@ async fn prepared_statements_beyond_the_limit_are_refused() -> anyhow::Result<()
     let mut close = vec![0x19];
     close.extend_from_slice(&ids[0].to_le_bytes());
     a.write_packet(0, &close).await?;
+    // The close has no answer: a ping on the same connection is answered after it.
+    match a.command(&[COM_PING]).await? {
+        Answer::Ok => {}
+        other => bail!("ping after the close: {other:?}"),
+    }
     b.prepare("SELECT 98")
         .await?
         .map_err(|e| anyhow::anyhow!("after a close: {e:?}"))?;
@@ -630,5 +635,80 @@ async fn prepared_statements_beyond_the_limit_are_refused() -> anyhow::Result<()
     a.prepare("SELECT 1")
         .await?
         .map_err(|e| anyhow::anyhow!("after all were given back: {e:?}"))?;
+    Ok(())
+}
+
+/// COM_STMT_SEND_LONG_DATA is buffered in the proxy until the EXECUTE: at most
+/// `max_allowed_packet` bytes for all of a session's statements together, so long data spread
+/// over many statements cannot grow proxy memory either. The statement that would pass the
+/// bound fails its EXECUTE with ERR 1153; the others and the session go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_data_is_bounded_per_session() -> anyhow::Result<()> {
+    const MAX: usize = 1 << 20;
+    let proxy = TestProxy::start_with(|t| {
+        assert!(t.contains("max_allowed_packet = 67108864"), "{t}");
+        *t = t.replacen(
+            "max_allowed_packet = 67108864",
+            &format!("max_allowed_packet = {MAX}"),
+            1,
+        );
+    })
+    .await?;
+    let mut c = RawConn::login(proxy.clone_addrs().mysql, "shop", "shop", None).await?;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let st = c.prepare("SELECT LENGTH(?)").await?;
+        ids.push(st.map_err(|e| anyhow::anyhow!("{e:?}"))?.id);
+    }
+    let chunk = vec![b'x'; 60 * 1024];
+    let send = |id: u32, chunks: usize| {
+        let mut packets = Vec::new();
+        for _ in 0..chunks {
+            let mut ld = vec![0x18];
+            ld.extend_from_slice(&id.to_le_bytes());
+            ld.extend_from_slice(&0u16.to_le_bytes());
+            ld.extend_from_slice(&chunk);
+            packets.push(ld);
+        }
+        packets
+    };
+    let execute = |id: u32| {
+        let mut ex = vec![COM_STMT_EXECUTE];
+        ex.extend_from_slice(&id.to_le_bytes());
+        ex.push(0);
+        ex.extend_from_slice(&1u32.to_le_bytes());
+        ex.push(0); // NULL bitmap
+        ex.push(1); // types follow
+        ex.extend_from_slice(&[0xfc, 0]); // BLOB, its value sent as long data
+        ex
+    };
+    // 600 KiB for the first statement, then 600 KiB for the second: together past 1 MiB.
+    for id in [ids[0], ids[1]] {
+        for p in send(id, 10) {
+            c.write_packet(0, &p).await?;
+        }
+    }
+    let e = c.command(&execute(ids[1])).await?.expect_err();
+    ensure!(e.code == 1153, "the statement past the bound: {e:?}");
+    for id in [ids[0], ids[2]] {
+        if id == ids[2] {
+            // The first statement's EXECUTE consumed its data: room for another 600 KiB.
+            for p in send(id, 10) {
+                c.write_packet(0, &p).await?;
+            }
+        }
+        match c.command(&execute(id)).await? {
+            Answer::Rows(rows) => {
+                // Binary row: 0x00, NULL bitmap, LENGTH() as an INT or BIGINT (little-endian).
+                let n = rows.first().and_then(|r| r.get(2..)).map(|b| {
+                    b.iter()
+                        .rev()
+                        .fold(0u64, |acc, &byte| (acc << 8) | u64::from(byte))
+                });
+                ensure!(n == Some(10 * 60 * 1024), "statement {id}: {rows:02x?}");
+            }
+            other => bail!("statement {id}: {other:?}"),
+        }
+    }
     Ok(())
 }

@@ -37,6 +37,7 @@ impl Sessions {
         let ctl = Arc::new(SessionCtl {
             user: Mutex::new(user.to_string()),
             running: Mutex::new(None),
+            killing: tokio::sync::Mutex::new(()),
             killed: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
         });
@@ -71,6 +72,10 @@ pub struct SessionCtl {
     user: Mutex<String>,
     /// The backend connection running the session's statement now: instance and thread id.
     running: Mutex<Option<(Arc<str>, u32)>>,
+    /// Held by a KILL QUERY from before it reads `running` until the server has answered it;
+    /// a statement's end waits for it, so the backend connection cannot go back to the pool
+    /// (and run another session's statement, which the KILL would hit) in between.
+    killing: tokio::sync::Mutex<()>,
     killed: AtomicBool,
     wake: tokio::sync::Notify,
 }
@@ -80,6 +85,23 @@ impl SessionCtl {
     pub fn running(self: &Arc<Self>, addr: Arc<str>, thread_id: u32) -> Running {
         *lock(&self.running) = Some((addr, thread_id));
         Running(self.clone())
+    }
+
+    /// `KILL QUERY` for the statement the session runs on a backend connection now (only if it
+    /// runs on `only`, when given: instance and thread id); whether one was killed.
+    pub async fn kill_running(
+        &self,
+        backend: &crate::config::BackendSettings,
+        only: Option<(&Arc<str>, u32)>,
+    ) -> Result<bool, crate::backend::Error> {
+        let _killing = self.killing.lock().await;
+        let running = lock(&self.running).clone();
+        match running {
+            Some((addr, thread_id)) if only.is_none_or(|(a, t)| **a == *addr && t == thread_id) => {
+                kill_query(backend, addr, thread_id).await.map(|()| true)
+            }
+            _ => Ok(false),
+        }
     }
 
     pub fn is_killed(&self) -> bool {
@@ -120,6 +142,15 @@ impl Drop for SessionHandle {
 
 /// Clears the running statement's mark when dropped.
 pub struct Running(Arc<SessionCtl>);
+
+impl Running {
+    /// The statement has been answered: waits for a KILL being sent for it to finish, then
+    /// clears the mark. Call before the backend connection can go back to the pool.
+    pub async fn end(self) {
+        let _killing = self.0.killing.lock().await;
+        *lock(&self.0.running) = None;
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -226,10 +257,7 @@ impl Session {
             target.killed.store(true, Ordering::Release);
             target.wake.notify_one();
         }
-        let running = lock(&target.running).clone();
-        if let Some((addr, thread_id)) = running
-            && let Err(e) = kill_query(&self.shared.config.backend, addr, thread_id).await
-        {
+        if let Err(e) = target.kill_running(&self.shared.config.backend, None).await {
             let (code, state, msg) = crate::errors::from_backend(&e);
             self.send_error_raw(seq, code, &state, &msg).await?;
             return Ok(false);

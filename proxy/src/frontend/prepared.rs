@@ -368,13 +368,21 @@ impl Session {
             .map(|_| ())
     }
 
-    /// COM_STMT_SEND_LONG_DATA has no answer; data is kept until the next EXECUTE.
+    /// COM_STMT_SEND_LONG_DATA has no answer; data is kept until the next EXECUTE, at most
+    /// `max_allowed_packet` bytes for all of the session's statements together (a statement whose
+    /// data would pass that fails its EXECUTE with ERR 1153).
     pub(super) async fn stmt_send_long_data(&mut self, payload: &[u8]) {
         let max = self.shared.config.proxy.max_allowed_packet;
         let (Ok(id), Some(param)) = (command_stmt_id(payload), payload.get(5..7)) else {
             return;
         };
         let param = u16::from_le_bytes([param[0], param[1]]);
+        let others: usize = self
+            .stmts
+            .iter()
+            .filter(|(k, _)| **k != id)
+            .map(|(_, s)| s.long_data_bytes)
+            .sum();
         let Some(ps) = self.stmts.get_mut(&id) else {
             return;
         };
@@ -382,7 +390,7 @@ impl Session {
             return;
         }
         let data = &payload[7..];
-        if ps.long_data_bytes + data.len() > max {
+        if others + ps.long_data_bytes + data.len() > max {
             ps.long_data_overflow = true;
             ps.long_data.clear();
             ps.long_data_bytes = 0;

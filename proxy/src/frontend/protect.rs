@@ -137,11 +137,15 @@ impl Session {
     pub(super) fn watchdog(&self, addr: Arc<str>, thread_id: u32) -> Option<Watchdog> {
         let limit = self.exec_limit?;
         let b = self.shared.config.backend.clone();
+        let ctl = self.ctl.ctl.clone();
         let handle = tokio::spawn(async move {
             tokio::time::sleep(limit).await;
-            crate::metrics::METRICS.queries_killed.inc();
-            if let Err(e) = super::kill::kill_query(&b, addr, thread_id).await {
-                tracing::warn!(error = %e, "KILL QUERY failed");
+            // Only while the statement still runs there: once answered, its connection may be
+            // back in the pool running another session's statement.
+            match ctl.kill_running(&b, Some((&addr, thread_id))).await {
+                Ok(true) => crate::metrics::METRICS.queries_killed.inc(),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "KILL QUERY failed"),
             }
         });
         Some(Watchdog(handle))

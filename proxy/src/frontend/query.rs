@@ -335,7 +335,7 @@ impl Session {
             return self.backend_failed(seq, &e).await.map(|()| Relayed::Done);
         }
         let _watchdog = stmt.and_then(|_| self.watchdog(conn.addr.clone(), conn.thread_id));
-        let _running = self.ctl.ctl.running(conn.addr.clone(), conn.thread_id);
+        let running = self.ctl.ctl.running(conn.addr.clone(), conn.thread_id);
         let relayed = relay(
             &mut conn,
             &mut self.client,
@@ -344,6 +344,7 @@ impl Session {
             &mut self.state,
         )
         .await;
+        running.end().await;
         match relayed {
             Ok(out) => {
                 if out.client_gone {
