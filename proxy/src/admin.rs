@@ -142,6 +142,11 @@ async fn handle(mut stream: TcpStream, shared: &Shared, series: &Series) -> std:
                     .to_string(),
             )
         }
+        ("GET", "/status/sessions") => (
+            200,
+            "application/json",
+            json!({"sessions": shared.sessions.snapshot()}).to_string(),
+        ),
         ("GET", "/limits") => (
             200,
             "application/json",

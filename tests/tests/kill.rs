@@ -57,6 +57,29 @@ async fn kill_query_and_kill_connection_reach_the_right_session() -> anyhow::Res
             (a, r)
         });
         tokio::time::sleep(Duration::from_millis(500)).await;
+        // /status/sessions maps the session's id to the server thread running its statement.
+        let s: serde_json::Value =
+            serde_json::from_str(&proxy.admin_get("/status/sessions").await?)?;
+        let mine = s["sessions"]
+            .as_array()
+            .and_then(|all| {
+                all.iter()
+                    .find(|x| x["id"].as_u64() == Some(u64::from(a_id)))
+            })
+            .cloned()
+            .unwrap_or_default();
+        ensure!(mine["user"] == "shop", "session {a_id} in {s}");
+        let thread = mine["running_on"]["thread_id"].as_u64();
+        let info: Option<String> = root
+            .exec_first(
+                "SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = ?",
+                (thread.unwrap_or(0),),
+            )
+            .await?;
+        ensure!(
+            info.as_deref().is_some_and(|i| i.contains("SLEEP(30)")),
+            "thread {thread:?} runs {info:?}"
+        );
         b.query_drop(format!("KILL QUERY {a_id}")).await?;
         let (mut a, r) = tokio::time::timeout(Duration::from_secs(10), sleeper).await??;
         ensure!(

@@ -53,6 +53,28 @@ impl Sessions {
         lock(&self.0).get(&id).cloned()
     }
 
+    /// Every session: its id (what KILL takes), user, and the backend connection running its
+    /// statement now (instance and server thread id, as the server's PROCESSLIST shows it).
+    pub fn snapshot(&self) -> Vec<serde_json::Value> {
+        let mut all: Vec<(u32, Arc<SessionCtl>)> = lock(&self.0)
+            .iter()
+            .map(|(id, c)| (*id, c.clone()))
+            .collect();
+        all.sort_by_key(|(id, _)| *id);
+        all.into_iter()
+            .map(|(id, c)| {
+                let running = lock(&c.running).clone();
+                serde_json::json!({
+                    "id": id,
+                    "user": *lock(&c.user),
+                    "running_on": running.map(|(addr, thread)| {
+                        serde_json::json!({"instance": &*addr, "thread_id": thread})
+                    }),
+                })
+            })
+            .collect()
+    }
+
     /// How many sessions are registered.
     pub fn len(&self) -> usize {
         lock(&self.0).len()
