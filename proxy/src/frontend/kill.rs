@@ -74,15 +74,6 @@ impl Sessions {
             })
             .collect()
     }
-
-    /// How many sessions are registered.
-    pub fn len(&self) -> usize {
-        lock(&self.0).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -117,8 +117,8 @@ pub struct Session {
     statement_rows: u64,
     /// The one hot SKU the running statement is about (set by the hot-SKU decision).
     hot_sku: Option<u64>,
-    /// The session's last statement, when it was a text read on a shared (pipelined) connection
-    /// that left warnings: `SHOW WARNINGS` right after it runs it again on a pooled connection
+    /// The session's last statement, when it was a read (text or prepared) on a shared
+    /// (pipelined) connection that left warnings: `SHOW WARNINGS` right after it runs it again on a pooled connection
     /// to read them there (`query.rs`).
     warned_read: Option<query::WarnedRead>,
     /// While a prepared statement executes: the database it was prepared in, where its
@@ -235,13 +235,12 @@ impl Session {
         let max = self.shared.config.proxy.max_allowed_packet;
         loop {
             self.client.shrink();
-            if self.ctl.ctl.is_killed() {
-                return None;
-            }
             let ctl = self.ctl.ctl.clone();
+            // A killed session reads no further command (`killed` is ready at once then).
             let read = tokio::select! {
-                r = self.client.read_packet(Some(0), max) => r,
+                biased;
                 () = ctl.killed() => return None,
+                r = self.client.read_packet(Some(0), max) => r,
             };
             let (seq, payload) = match read {
                 Ok(p) => p,

@@ -12,7 +12,7 @@ use peakgate_router::Statement;
 
 use super::Session;
 use super::protect::Protection;
-use super::query::{Relayed, WARNED_READ_MAX_ROWS, WarnedRead};
+use super::query::{Relayed, WarnedRead};
 use super::shard::ShardDecision;
 use crate::backend::PooledConn;
 use crate::backend::conn::{BackendStmt, StmtKey, StmtSql};
@@ -250,16 +250,12 @@ impl Session {
                     let res = pipe
                         .run(&schema, &rewritten, &mut self.client, self.caps)
                         .await;
-                    let warned =
-                        matches!(&res, Ok(o) if o.warnings > 0 && o.rows <= WARNED_READ_MAX_ROWS);
-                    if let Some(answered) = self.pipelined_answer(res).await {
-                        if warned {
-                            self.warned_read = Some(WarnedRead {
-                                inst: route.inst.clone(),
-                                payload: payload.to_vec(),
-                                prepared: Some(Box::new(ps)),
-                            });
-                        }
+                    let repeat = || WarnedRead {
+                        inst: route.inst.clone(),
+                        payload: payload.to_vec(),
+                        prepared: Some(Box::new(ps.clone())),
+                    };
+                    if let Some(answered) = self.pipelined_answer(res, repeat).await {
                         return answered;
                     }
                 }

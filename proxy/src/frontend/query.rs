@@ -31,7 +31,7 @@ pub(super) struct WarnedRead {
 
 /// Reads whose warnings `SHOW WARNINGS` may fetch by running them again hold at most this many
 /// rows (the repeat drops the rows unread, but the server produces them all again).
-pub(super) const WARNED_READ_MAX_ROWS: u64 = 1000;
+const WARNED_READ_MAX_ROWS: u64 = 1000;
 
 /// How a relayed command ended.
 pub(super) enum Relayed {
@@ -139,16 +139,12 @@ impl Session {
                     let res = pipe
                         .run(&schema, payload, &mut self.client, self.caps)
                         .await;
-                    let warned =
-                        matches!(&res, Ok(o) if o.warnings > 0 && o.rows <= WARNED_READ_MAX_ROWS);
-                    if let Some(answered) = self.pipelined_answer(res).await {
-                        if warned {
-                            self.warned_read = Some(WarnedRead {
-                                inst: route.inst.clone(),
-                                payload: payload.to_vec(),
-                                prepared: None,
-                            });
-                        }
+                    let repeat = || WarnedRead {
+                        inst: route.inst.clone(),
+                        payload: payload.to_vec(),
+                        prepared: None,
+                    };
+                    if let Some(answered) = self.pipelined_answer(res, repeat).await {
                         return answered;
                     }
                 }
@@ -236,15 +232,20 @@ impl Session {
 
     /// Finishes a statement run on a shared connection: `Some` when the client got its answer
     /// (or an error the server gave), `None` when the shared connection failed before answering,
-    /// so the statement (a read) must run again on the pool.
+    /// so the statement (a read) must run again on the pool. `repeat` describes the read for a
+    /// `SHOW WARNINGS` right after it, called only when it left warnings (see [`WarnedRead`]).
     pub(super) async fn pipelined_answer(
         &mut self,
         res: Result<Outcome, crate::execute::RelayError>,
+        repeat: impl FnOnce() -> WarnedRead,
     ) -> Option<Result<(), protocol::Error>> {
         match res {
             Ok(out) => {
                 METRICS.pipelined.inc();
                 self.statement_rows += out.rows;
+                if out.warnings > 0 && out.rows <= WARNED_READ_MAX_ROWS {
+                    self.warned_read = Some(repeat());
+                }
                 if out.client_gone {
                     return Some(Err(protocol::Error::Closed));
                 }
