@@ -473,6 +473,18 @@ pub async fn members_on_both_shards(
     Ok((on[0], on[1]))
 }
 
+/// Takes `[backend] sockets` out of a config text, so the proxy reaches every instance over TCP.
+/// The topology's config names every instance's unix socket; a test that moves an instance to
+/// another address (a forwarder, a dead port) must drop them, as the config refuses a socket for
+/// an address that is no instance.
+pub fn tcp_only(cfg: &mut String) {
+    *cfg = cfg
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("sockets ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+}
+
 /// A name no other test (in this or another process) uses: `prefix`, the process id and a counter.
 pub fn unique_name(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);

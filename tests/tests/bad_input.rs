@@ -11,7 +11,7 @@ use mysql_async::prelude::*;
 use peakgate_tests::raw::{
     self, Answer, COM_CHANGE_USER, COM_PING, COM_STMT_EXECUTE, RawConn, execute_strings,
 };
-use peakgate_tests::{S0_PRIMARY, S0_REPLICA, Scratch, TestProxy, direct, unique_name};
+use peakgate_tests::{S0_PRIMARY, S0_REPLICA, Scratch, TestProxy, direct, tcp_only, unique_name};
 
 /// Asserts that what the proxy sent before closing is nothing, or exactly one ERR `code`.
 fn err_then_closed(packets: &[Vec<u8>], code: u16) {
@@ -277,6 +277,7 @@ async fn dead_backend_is_2003_naming_the_instance_and_ping_still_works() -> anyh
     let proxy = TestProxy::start_with(|cfg| {
         assert!(cfg.contains("primary = \"127.0.0.1:3311\""), "{cfg}");
         *cfg = cfg.replace("primary = \"127.0.0.1:3311\"", "primary = \"127.0.0.1:1\"");
+        tcp_only(cfg);
         // Reads would run on the live replica: keep them on the dead primary.
         *cfg = cfg.replace("[routing]", "[routing]\nreplica_reads = false");
     })

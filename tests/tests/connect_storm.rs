@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::*;
 use peakgate_tests::{
-    Forwarder, S0_PRIMARY, Scratch, TestProxy, direct, unique_name, use_hot_table,
+    Forwarder, S0_PRIMARY, Scratch, TestProxy, direct, tcp_only, unique_name, use_hot_table,
 };
 
 /// The breaker counter belongs to the process, and `cargo test` runs this file's tests as threads
@@ -25,6 +25,7 @@ async fn proxy_through(f: &Forwarder) -> anyhow::Result<TestProxy> {
         let primary = format!("primary = \"127.0.0.1:{S0_PRIMARY}\"");
         assert!(cfg.contains(&primary), "{cfg}");
         *cfg = cfg.replace(&primary, &format!("primary = \"{addr}\""));
+        tcp_only(cfg);
         *cfg = cfg.replace("[routing]", "[routing]\nreplica_reads = false");
         *cfg = cfg.replacen(
             "[backend]\n",
@@ -148,6 +149,7 @@ async fn the_hot_row_queue_tries_a_failed_connect_again_within_wait_ms() -> anyh
         let hot = format!("instance = \"127.0.0.1:{HOT}\"");
         assert!(cfg.contains(&hot), "{cfg}");
         *cfg = cfg.replace(&hot, &format!("instance = \"{addr}\""));
+        tcp_only(cfg);
         use_hot_table(cfg, &table, "queue = { wait_ms = 10000 }");
         *cfg = cfg.replacen("connect_timeout_ms = 2000", "connect_timeout_ms = 300", 1);
     })

@@ -4,13 +4,19 @@
 //! TCP, and a socket that is not there must give ERR 2003 naming the instance and the socket.
 
 use mysql_async::prelude::*;
-use peakgate_tests::{S0_PRIMARY, TestProxy, direct, repo_root, unique_name};
+use peakgate_tests::{
+    HOT_PRIMARY, S0_PRIMARY, S0_REPLICA, S0_REPORTING, S1_PRIMARY, TestProxy, direct, repo_root,
+    tcp_only, unique_name,
+};
 
 /// The topology's config with the s0 primary reached over `socket`, reads kept on it.
 async fn proxy_over(socket: &str) -> anyhow::Result<TestProxy> {
     let socket = socket.to_string();
     TestProxy::start_with(move |cfg| {
         assert!(cfg.contains("[backend]\n"), "{cfg}");
+        // The topology's own config reaches every instance over its socket: this test names
+        // the s0 primary's alone, and the rest go over TCP.
+        tcp_only(cfg);
         *cfg = cfg.replacen(
             "[backend]\n",
             &format!("[backend]\nsockets = {{ \"127.0.0.1:{S0_PRIMARY}\" = \"{socket}\" }}\n"),
@@ -19,6 +25,24 @@ async fn proxy_over(socket: &str) -> anyhow::Result<TestProxy> {
         *cfg = cfg.replace("[routing]", "[routing]\nreplica_reads = false");
     })
     .await
+}
+
+/// The host the s0 primary (`root`) sees for the backend connection of the proxy session `c`
+/// (`localhost` without a port over the unix socket).
+async fn backend_host(
+    c: &mut mysql_async::Conn,
+    root: &mut mysql_async::Conn,
+) -> anyhow::Result<Option<String>> {
+    let me: u64 = c
+        .query_first("/* peakgate: route=primary */ SELECT CONNECTION_ID()")
+        .await?
+        .expect("a connection id");
+    Ok(root
+        .exec_first(
+            "SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = ?",
+            (me,),
+        )
+        .await?)
 }
 
 fn s0_socket() -> String {
@@ -37,18 +61,8 @@ async fn statements_reach_the_primary_over_its_unix_socket() -> anyhow::Result<(
     c.query_drop(format!("USE {db}")).await?;
     c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))")
         .await?;
-    // The session's backend connection, as the server sees it.
-    let me: u64 = c
-        .query_first("SELECT CONNECTION_ID()")
-        .await?
-        .expect("a connection id");
     let mut root = direct(S0_PRIMARY, None).await?;
-    let host: Option<String> = root
-        .exec_first(
-            "SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = ?",
-            (me,),
-        )
-        .await?;
+    let host = backend_host(&mut c, &mut root).await?;
     assert_eq!(
         host.as_deref(),
         Some("localhost"),
@@ -103,7 +117,9 @@ async fn a_missing_socket_is_2003_naming_the_instance_and_the_socket() -> anyhow
 
 #[test]
 fn a_socket_for_an_unknown_instance_is_a_config_error() -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(peakgate_tests::ensure_topology()?)?.replacen(
+    let mut text = std::fs::read_to_string(peakgate_tests::ensure_topology()?)?;
+    tcp_only(&mut text);
+    let text = text.replacen(
         "[backend]\n",
         "[backend]\nsockets = { \"127.0.0.1:9\" = \"/tmp/x.sock\" }\n",
         1,
@@ -114,4 +130,38 @@ fn a_socket_for_an_unknown_instance_is_a_config_error() -> anyhow::Result<()> {
         "{err}"
     );
     Ok(())
+}
+
+/// `scripts/topology` writes a config whose backend connections go over each server's unix
+/// socket (the proxy runs on the servers' host); the monitor stays on TCP.
+#[tokio::test]
+async fn the_topologys_config_reaches_every_server_over_its_socket() -> anyhow::Result<()> {
+    let proxy = TestProxy::start().await?;
+    for port in [
+        S0_PRIMARY,
+        S0_REPLICA,
+        S0_REPORTING,
+        S1_PRIMARY,
+        S1_PRIMARY + 1,
+        HOT_PRIMARY,
+    ] {
+        let socket = proxy
+            .config
+            .backend
+            .sockets
+            .get(&format!("127.0.0.1:{port}"))
+            .unwrap_or_else(|| panic!("no socket for 127.0.0.1:{port}"));
+        let meta = std::fs::metadata(socket)?;
+        assert!(
+            std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()),
+            "{socket} is a unix socket"
+        );
+    }
+    let mut c = proxy.conn(None).await?;
+    let mut root = direct(S0_PRIMARY, None).await?;
+    let host = backend_host(&mut c, &mut root).await?;
+    assert_eq!(host.as_deref(), Some("localhost"), "over the unix socket");
+    c.disconnect().await?;
+    root.disconnect().await?;
+    proxy.assert_serves().await
 }
