@@ -71,6 +71,12 @@ impl Pins {
             || self.one_shot
     }
 
+    /// Whether the connection is kept for the next statement only (its warnings, FOUND_ROWS()),
+    /// which binds the session to nothing: a statement for another shard lets it go.
+    pub fn only_one_shot(&self) -> bool {
+        self.one_shot && !self.needs_reset()
+    }
+
     /// Whether a connection given up in this state must be reset before anyone else uses it.
     pub fn needs_reset(&self) -> bool {
         self.in_txn || self.temp_tables > 0 || self.locks > 0 || self.lock_tables || self.sticky
@@ -454,6 +460,18 @@ impl Session {
     }
 
     /// Gives up the backend connection: reset it first if it carries connection-bound state.
+    /// Gives up a connection kept only for the next statement, because the statement now
+    /// running goes elsewhere (another shard, several, a held-back BEGIN); `true` if it did.
+    /// Unlike `release_pinned`, a held-back BEGIN and an XA transaction stay.
+    fn drop_one_shot_pin(&mut self) -> bool {
+        if self.pinned.is_none() || !self.pins.only_one_shot() {
+            return false;
+        }
+        drop(self.pinned.take());
+        self.pins = Pins::default();
+        true
+    }
+
     async fn release_pinned(&mut self) {
         self.deferred_begin = None;
         self.xa_abandon();

@@ -87,7 +87,7 @@ impl Session {
         if let Some(c) = &self.pinned {
             let inst = self.instance_of(&c.addr);
             // A one-shot pin (warnings, FOUND_ROWS) on a replica must not catch a write.
-            let only_one_shot = self.pins.one_shot && !self.pins.needs_reset();
+            let only_one_shot = self.pins.only_one_shot();
             let wants_primary =
                 stmt.is_some_and(|s| !matches!(s.kind, StatementKind::Read | StatementKind::Admin));
             if only_one_shot && inst.role != Role::Primary && wants_primary {

@@ -65,6 +65,7 @@ impl Session {
             if let ShardDecision::One(hot) = d
                 && let Some(p) = self.pinned.as_ref().map(|c| self.shard_of_addr(&c.addr))
                 && p != hot
+                && !self.drop_one_shot_pin()
             {
                 let e = ClientError::new(
                     1235,
@@ -106,10 +107,14 @@ impl Session {
             }
             return Ok(ShardDecision::One(default));
         }
-        // Transactions: BEGIN waits for the first statement, which names the shard.
-        let pinned_shard = self.pinned.as_ref().map(|c| self.shard_of_addr(&c.addr));
+        // Transactions: BEGIN waits for the first statement, which names the shard. A connection
+        // kept only for the next statement (its warnings) binds no shard: `kept_shard` is where
+        // a statement that names no shard goes (SHOW WARNINGS), `pinned_shard` the binding one.
+        let kept_shard = self.pinned.as_ref().map(|c| self.shard_of_addr(&c.addr));
+        let pinned_shard = kept_shard.filter(|_| !self.pins.only_one_shot());
         if pinned_shard.is_none() && params.is_none() {
             if stmt.kind == StatementKind::TxnBegin && stmt.keyword != "XA" && !is_read_only(stmt) {
+                self.drop_one_shot_pin();
                 self.deferred_begin = Some(String::from_utf8_lossy(sql).into_owned());
                 self.send_ok(seq).await?;
                 return Ok(ShardDecision::Answered);
@@ -121,13 +126,13 @@ impl Session {
             }
         }
         let Ok(text) = std::str::from_utf8(sql) else {
-            return Ok(ShardDecision::One(pinned_shard.unwrap_or(default)));
+            return Ok(ShardDecision::One(kept_shard.unwrap_or(default)));
         };
         // Most statements name no table of the map, which is known per digest after the first
         // time: settle that before copying the schema name for the analysis.
         let touch_key = (stmt.digest, super::route::schema_key(self.names_db()));
         if shared.touches_map(touch_key) == Some(false) {
-            return Ok(ShardDecision::One(pinned_shard.unwrap_or(default)));
+            return Ok(ShardDecision::One(kept_shard.unwrap_or(default)));
         }
         let schema = self.names_db().map(str::to_string);
         let keys = MapKeys {
@@ -136,7 +141,7 @@ impl Session {
         };
         let analysis = match self.analysis(stmt, text, &keys) {
             Ok(Some(a)) => a,
-            Ok(None) => return Ok(ShardDecision::One(pinned_shard.unwrap_or(default))),
+            Ok(None) => return Ok(ShardDecision::One(kept_shard.unwrap_or(default))),
             Err(e) => {
                 self.send_error(seq, &e).await;
                 return Ok(ShardDecision::Answered);
@@ -158,6 +163,13 @@ impl Session {
             }
         };
         METRICS.shard_plan(&plan.shards);
+        // The statement goes elsewhere than the connection kept for its warnings: let it go.
+        if kept_shard.is_some()
+            && pinned_shard.is_none()
+            && !matches!(plan.shards, Shards::One(s) if Some(s.index()) == kept_shard)
+        {
+            self.drop_one_shot_pin();
+        }
         let in_txn = pinned_shard.is_some() || self.deferred_begin.is_some();
         // With autocommit off every write opens (or joins) the session's implicit transaction,
         // which lives on one connection: a write to several shards cannot be part of it.
