@@ -459,7 +459,6 @@ impl Session {
         self.client.flush().await
     }
 
-    /// Gives up the backend connection: reset it first if it carries connection-bound state.
     /// Gives up a connection kept only for the next statement, because the statement now
     /// running goes elsewhere (another shard, several, a held-back BEGIN); `true` if it did.
     /// Unlike `release_pinned`, a held-back BEGIN and an XA transaction stay.
@@ -472,6 +471,7 @@ impl Session {
         true
     }
 
+    /// Gives up the backend connection: reset it first if it carries connection-bound state.
     async fn release_pinned(&mut self) {
         self.deferred_begin = None;
         self.xa_abandon();
