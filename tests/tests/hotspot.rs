@@ -583,3 +583,42 @@ async fn kill_mid_sale(batch_mode: &str) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A write that leaves a warning keeps its connection (on the home shard) for the next statement
+/// only: a statement about a hot SKU right after it runs on the hot instance (it was refused as
+/// "the transaction runs on another shard").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_sku_statement_after_a_warning_on_the_home_shard() -> anyhow::Result<()> {
+    // Its decrement goes through the hot-row queue, whose counters other tests count.
+    let _counters = HOT_COUNTERS.lock().await;
+    let (t, _drop, _proxy, mut c) = proxy_with_stock_table("it_stock_warn", "", |cfg| {
+        *cfg = cfg.replace("[routing]", "[routing]\nreplica_reads = false");
+    })
+    .await?;
+    c.query_drop(format!("INSERT INTO {t} (sku_id, stock) VALUES (1001, 10)"))
+        .await?;
+    c.query_drop(format!("INSERT INTO {t} (sku_id, stock) VALUES (5, 1)"))
+        .await?;
+    // A duplicate normal SKU: a warning on the home shard.
+    c.query_drop(format!(
+        "INSERT IGNORE INTO {t} (sku_id, stock) VALUES (5, 2)"
+    ))
+    .await?;
+    let warnings: Option<i64> = c.query_first("SELECT @@warning_count").await?;
+    assert_eq!(warnings, Some(1), "the duplicate's warning");
+    c.query_drop(format!(
+        "INSERT IGNORE INTO {t} (sku_id, stock) VALUES (5, 2)"
+    ))
+    .await?;
+    c.query_drop(format!(
+        "UPDATE {t} SET stock = stock - 1 WHERE sku_id = 1001 AND stock > 0"
+    ))
+    .await?;
+    let mut d = direct(HOT, Some("shop")).await?;
+    let stock: Option<i64> = d
+        .query_first(format!("SELECT stock FROM {t} WHERE sku_id = 1001"))
+        .await?;
+    d.disconnect().await?;
+    assert_eq!(stock, Some(9), "decremented on the hot instance");
+    Ok(())
+}
