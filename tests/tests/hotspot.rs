@@ -14,6 +14,16 @@ const HOT: u16 = 3331;
 /// holds this lock, so a test can count exactly what its own statements added.
 static HOT_COUNTERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// SKU 1001's stock in `shop.<t>`, read directly on the hot instance.
+async fn stock_on_hot(t: &str) -> anyhow::Result<Option<i64>> {
+    let mut d = direct(HOT, Some("shop")).await?;
+    let v = d
+        .query_first(format!("SELECT stock FROM {t} WHERE sku_id = 1001"))
+        .await?;
+    d.disconnect().await?;
+    Ok(v)
+}
+
 /// The value of metric `name` in a /metrics text (0 when absent).
 fn metric(metrics: &str, name: &str) -> u64 {
     metric_value(metrics, name) as u64
@@ -244,14 +254,7 @@ async fn sale_through_the_proxy(
     let started = std::time::Instant::now();
     let (ok, rows, errors) = flash_sale(proxy.opts(Some("shop")), &t, buyers, prepared).await?;
     let took = started.elapsed();
-    let left: Option<i64> = {
-        let mut d = direct(HOT, Some("shop")).await?;
-        let v = d
-            .query_first(format!("SELECT stock FROM {t} WHERE sku_id = 1001"))
-            .await?;
-        d.disconnect().await?;
-        v
-    };
+    let left = stock_on_hot(&t).await?;
     let (b, s, o) = hot_counters(&proxy).await?;
     let (batches, batched, sold_out) = (b - batches, s - batched, o - sold_out);
     println!(
@@ -323,14 +326,6 @@ async fn prepared_hot_writes_take_the_queue_outside_transactions() -> anyhow::Re
         proxy_with_stock_table("it_pstock", "queue = { sold_out_ttl_ms = 600000 }", |_| {}).await?;
     c.query_drop(format!("INSERT INTO {t} (sku_id, stock) VALUES (1001, 1)"))
         .await?;
-    let stock_on_hot = || async {
-        let mut d = direct(HOT, Some("shop")).await?;
-        let v: Option<i64> = d
-            .query_first(format!("SELECT stock FROM {t} WHERE sku_id = 1001"))
-            .await?;
-        d.disconnect().await?;
-        anyhow::Ok(v)
-    };
     let set_on_hot = |stock: i64| {
         let t = t.clone();
         async move {
@@ -376,7 +371,7 @@ async fn prepared_hot_writes_take_the_queue_outside_transactions() -> anyhow::Re
         hot_counters(&proxy).await?,
         (batches + 2, batched + 2, sold_out + 1)
     );
-    assert_eq!(stock_on_hot().await?, Some(5), "nothing ran");
+    assert_eq!(stock_on_hot(&t).await?, Some(5), "nothing ran");
 
     // Inside a transaction a prepared decrement runs directly (the proxy's sold-out state does
     // not answer for it), and is undone by its ROLLBACK.
@@ -384,11 +379,11 @@ async fn prepared_hot_writes_take_the_queue_outside_transactions() -> anyhow::Re
     c.exec_drop(&decrement, (2, 1001, 2)).await?;
     assert_eq!(c.affected_rows(), 1, "ran in the transaction");
     c.query_drop("ROLLBACK").await?;
-    assert_eq!(stock_on_hot().await?, Some(5), "rolled back");
+    assert_eq!(stock_on_hot(&t).await?, Some(5), "rolled back");
     c.query_drop("BEGIN").await?;
     c.exec_drop(&decrement, (2, 1001, 2)).await?;
     c.query_drop("COMMIT").await?;
-    assert_eq!(stock_on_hot().await?, Some(3), "committed");
+    assert_eq!(stock_on_hot(&t).await?, Some(3), "committed");
     assert_eq!(
         hot_counters(&proxy).await?,
         (batches + 2, batched + 2, sold_out + 1),
@@ -406,7 +401,7 @@ async fn prepared_hot_writes_take_the_queue_outside_transactions() -> anyhow::Re
     );
     c.exec_drop(&decrement, (4, 1001, 4)).await?;
     assert_eq!(c.affected_rows(), 1, "sold again after the restock");
-    assert_eq!(stock_on_hot().await?, Some(6));
+    assert_eq!(stock_on_hot(&t).await?, Some(6));
 
     // The server's refusal reaches the client as its own ERR, and nothing changed.
     let e = c
@@ -422,11 +417,11 @@ async fn prepared_hot_writes_take_the_queue_outside_transactions() -> anyhow::Re
         (batches + 5, batched + 5, sold_out + 1),
         "the failed write went through the queue too"
     );
-    assert_eq!(stock_on_hot().await?, Some(6));
+    assert_eq!(stock_on_hot(&t).await?, Some(6));
     // The session goes on.
     c.exec_drop(&decrement, (1, 1001, 1)).await?;
     assert_eq!(c.affected_rows(), 1);
-    assert_eq!(stock_on_hot().await?, Some(5));
+    assert_eq!(stock_on_hot(&t).await?, Some(5));
     Ok(())
 }
 
@@ -462,12 +457,7 @@ async fn prepared_hot_writes_need_no_shard_map() -> anyhow::Result<()> {
         .exec_first(format!("SELECT stock FROM {t} WHERE sku_id = ?"), (1001,))
         .await?;
     assert_eq!(left, Some(1));
-    let mut d = direct(HOT, Some("shop")).await?;
-    let on_hot: Option<i64> = d
-        .query_first(format!("SELECT stock FROM {t} WHERE sku_id = 1001"))
-        .await?;
-    d.disconnect().await?;
-    assert_eq!(on_hot, Some(1), "on the hot instance");
+    assert_eq!(stock_on_hot(&t).await?, Some(1), "on the hot instance");
     Ok(())
 }
 
@@ -614,11 +604,10 @@ async fn a_hot_sku_statement_after_a_warning_on_the_home_shard() -> anyhow::Resu
         "UPDATE {t} SET stock = stock - 1 WHERE sku_id = 1001 AND stock > 0"
     ))
     .await?;
-    let mut d = direct(HOT, Some("shop")).await?;
-    let stock: Option<i64> = d
-        .query_first(format!("SELECT stock FROM {t} WHERE sku_id = 1001"))
-        .await?;
-    d.disconnect().await?;
-    assert_eq!(stock, Some(9), "decremented on the hot instance");
+    assert_eq!(
+        stock_on_hot(&t).await?,
+        Some(9),
+        "decremented on the hot instance"
+    );
     Ok(())
 }
