@@ -163,11 +163,9 @@ impl Session {
             }
         };
         METRICS.shard_plan(&plan.shards);
-        // The statement goes elsewhere than the connection kept for its warnings: let it go.
-        if kept_shard.is_some()
-            && pinned_shard.is_none()
-            && !matches!(plan.shards, Shards::One(s) if Some(s.index()) == kept_shard)
-        {
+        // The statement goes elsewhere than a connection kept only for its warnings: let it go
+        // (a binding pin stays, and the checks below refuse the statement).
+        if !matches!(plan.shards, Shards::One(s) if Some(s.index()) == kept_shard) {
             self.drop_one_shot_pin();
         }
         let in_txn = pinned_shard.is_some() || self.deferred_begin.is_some();
